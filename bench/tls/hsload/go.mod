@@ -1,0 +1,3 @@
+module gatehouse.local/bench/tls/hsload
+
+go 1.19

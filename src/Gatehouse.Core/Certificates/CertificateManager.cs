@@ -1,0 +1,436 @@
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
+using Gatehouse.Keys;
+using Gatehouse.Sites;
+using Gatehouse.Storage;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+
+namespace Gatehouse.Certificates;
+
+/// <summary>The certificate manager's settings.</summary>
+public sealed record CertificateManagerOptions
+{
+    /// <summary>TTL of the per-certificate lock's lease (kept alive while working).</summary>
+    public TimeSpan LockTtl { get; init; } = TimeSpan.FromSeconds(15);
+
+    /// <summary>Issuances run at once.</summary>
+    public int MaxConcurrentIssuances { get; init; } = 4;
+
+    /// <summary>Certificates Gatehouse needs for itself (ids start with '_'), e.g. the admin listener's.</summary>
+    public IReadOnlyList<CertificateDemand> InternalCertificates { get; init; } = [];
+
+    /// <summary>The id this instance writes into locks it holds.</summary>
+    public string InstanceId { get; init; } = $"{Environment.MachineName}/{Environment.ProcessId}";
+}
+
+/// <summary>
+/// Turns desired state into certificates: watches sites and certificate records, decides with
+/// <see cref="RenewalPolicy"/> what is due, and issues under a per-certificate lock. Work is indexed by its due
+/// time; only certificates whose site or record changed are decided again. Runs on every instance; the lock makes
+/// one of them do each piece of work.
+/// </summary>
+public sealed class CertificateManager : BackgroundService
+{
+    private readonly IStore _store;
+    private readonly StoreMirror<SiteDefinition> _sites;
+    private readonly StoreMirror<CertificateRecord> _certificates;
+    private readonly Dictionary<string, ICertificateIssuer> _issuers;
+    private readonly EnvelopeCipher _cipher;
+    private readonly TimeProvider _time;
+    private readonly CertificateManagerOptions _options;
+    private readonly ILogger<CertificateManager> _logger;
+
+    private readonly Lock _gate = new();
+    private readonly HashSet<string> _dirty = new(StringComparer.Ordinal);
+    private readonly PriorityQueue<string, DateTimeOffset> _queue = new();
+    private readonly Dictionary<string, DateTimeOffset> _scheduled = new(StringComparer.Ordinal);
+    private readonly HashSet<string> _running = new(StringComparer.Ordinal);
+    private TaskCompletionSource _wake = NewSignal();
+    private MirrorSnapshot<SiteDefinition>? _lastSites;
+    private MirrorSnapshot<CertificateRecord>? _lastCertificates;
+
+    public CertificateManager(
+        IStore store,
+        StoreMirror<SiteDefinition> sites,
+        StoreMirror<CertificateRecord> certificates,
+        IEnumerable<ICertificateIssuer> issuers,
+        EnvelopeCipher cipher,
+        TimeProvider time,
+        CertificateManagerOptions options,
+        ILogger<CertificateManager> logger)
+    {
+        _store = store;
+        _sites = sites;
+        _certificates = certificates;
+        _issuers = issuers.ToDictionary(i => i.Name, StringComparer.Ordinal);
+        _cipher = cipher;
+        _time = time;
+        _options = options;
+        _logger = logger;
+    }
+
+    /// <summary>The certificates that should exist now.</summary>
+    public IReadOnlyDictionary<string, CertificateDemand> Demands()
+    {
+        var demands = new Dictionary<string, CertificateDemand>(StringComparer.Ordinal);
+        foreach (var demand in _options.InternalCertificates)
+        {
+            demands[demand.Id] = demand;
+        }
+
+        foreach (var (_, item) in _sites.Current.Items)
+        {
+            var site = item.Value;
+            demands[site.Id] = new CertificateDemand(site.Id, site.Hosts, site.Issuers.Count > 0 ? site.Issuers : [LocalCertificateAuthority.IssuerName]);
+        }
+
+        return demands;
+    }
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        await Task.WhenAll(_sites.Loaded, _certificates.Loaded).WaitAsync(stoppingToken);
+        _sites.Subscribe(snapshot => MarkChanged(ref _lastSites, snapshot, StoreKeys.SitesPrefix));
+        _certificates.Subscribe(snapshot => MarkChanged(ref _lastCertificates, snapshot, StoreKeys.CertificatesPrefix));
+        lock (_gate)
+        {
+            foreach (var demand in _options.InternalCertificates)
+            {
+                _dirty.Add(demand.Id);
+            }
+        }
+
+        using var concurrency = new SemaphoreSlim(_options.MaxConcurrentIssuances);
+        var inFlight = new List<Task>();
+        while (!stoppingToken.IsCancellationRequested)
+        {
+            var wake = Volatile.Read(ref _wake).Task; // taken before collecting, so no wake-up is lost
+            var (due, next) = CollectDueWork();
+            foreach (var (demand, record) in due)
+            {
+                await concurrency.WaitAsync(stoppingToken);
+                inFlight.Add(RunOneAsync(demand, record, concurrency, stoppingToken));
+            }
+
+            inFlight.RemoveAll(t => t.IsCompleted);
+            var wait = next is { } at ? at - _time.GetUtcNow() : TimeSpan.FromHours(1);
+            wait = TimeSpan.FromMilliseconds(Math.Clamp(wait.TotalMilliseconds, 0, TimeSpan.FromHours(1).TotalMilliseconds));
+            try
+            {
+                await wake.WaitAsync(wait, _time, stoppingToken);
+            }
+            catch (TimeoutException)
+            {
+                // something is due
+            }
+            catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+            {
+                break;
+            }
+        }
+
+        await Task.WhenAll(inFlight).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+    }
+
+    private void MarkChanged<T>(ref MirrorSnapshot<T>? last, MirrorSnapshot<T> snapshot, string prefix)
+        where T : class
+    {
+        lock (_gate)
+        {
+            var previous = last?.Items;
+            foreach (var (key, item) in snapshot.Items)
+            {
+                if (previous is null || !previous.TryGetValue(key, out var old) || old.ModRevision != item.ModRevision)
+                {
+                    _dirty.Add(StoreKeys.IdOf(key, prefix));
+                }
+            }
+
+            if (previous is not null)
+            {
+                foreach (var (key, _) in previous)
+                {
+                    if (!snapshot.Items.ContainsKey(key))
+                    {
+                        _dirty.Add(StoreKeys.IdOf(key, prefix));
+                    }
+                }
+            }
+
+            last = snapshot;
+        }
+
+        Wake();
+    }
+
+    private void Wake() => Interlocked.Exchange(ref _wake, NewSignal()).TrySetResult();
+
+    private static TaskCompletionSource NewSignal() => new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    /// <summary>Decides again for what changed, pops what is due, and returns the next due time.</summary>
+    private (List<(CertificateDemand Demand, MirrorItem<CertificateRecord>? Record)> Due, DateTimeOffset? Next) CollectDueWork()
+    {
+        var now = _time.GetUtcNow();
+        var demands = Demands();
+        var certificates = _certificates.Current.Items;
+        var due = new List<(CertificateDemand, MirrorItem<CertificateRecord>?)>();
+        lock (_gate)
+        {
+            foreach (var id in _dirty)
+            {
+                _scheduled.Remove(id);
+                if (!_running.Contains(id))
+                {
+                    _queue.Enqueue(id, now); // decide below, in due-time order with the rest
+                    _scheduled[id] = now;
+                }
+            }
+
+            _dirty.Clear();
+            while (_queue.TryPeek(out var id, out var at) && at <= now)
+            {
+                _queue.Dequeue();
+                if (!_scheduled.TryGetValue(id, out var scheduledAt) || scheduledAt != at)
+                {
+                    continue; // superseded
+                }
+
+                _scheduled.Remove(id);
+                certificates.TryGetValue(StoreKeys.Certificate(id), out var record);
+                if (!demands.TryGetValue(id, out var demand))
+                {
+                    if (record is not null)
+                    {
+                        _running.Add(id);
+                        due.Add((new CertificateDemand(id, [], []), record)); // orphan: remove
+                    }
+
+                    continue;
+                }
+
+                var decision = RenewalPolicy.Decide(demand, record?.Value, now);
+                if (decision.Action == RenewalAction.Issue)
+                {
+                    _running.Add(id);
+                    due.Add((demand, record));
+                }
+                else
+                {
+                    _scheduled[id] = decision.DueAt;
+                    _queue.Enqueue(id, decision.DueAt);
+                }
+            }
+
+            return (due, _queue.TryPeek(out _, out var next) ? next : null);
+        }
+    }
+
+    private async Task RunOneAsync(CertificateDemand demand, MirrorItem<CertificateRecord>? seen, SemaphoreSlim concurrency, CancellationToken cancellationToken)
+    {
+        var retryAt = (DateTimeOffset?)null;
+        try
+        {
+            await using var held = await StoreLock.TryAcquireAsync(_store, StoreKeys.Lock("certs/" + demand.Id), _options.InstanceId, _options.LockTtl, _time, cancellationToken);
+            if (held is null)
+            {
+                // Another instance is on it; look again once its lock would have expired.
+                retryAt = _time.GetUtcNow() + _options.LockTtl;
+                return;
+            }
+
+            using var work = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, held.Lost);
+
+            // Re-read under the lock: another instance may have finished this work already.
+            var key = StoreKeys.Certificate(demand.Id);
+            var entry = await _store.GetAsync(key, work.Token);
+            var current = entry is null ? null : CoreJson.Deserialize<CertificateRecord>(entry);
+            if (demand.Names.Count == 0)
+            {
+                if (entry is not null)
+                {
+                    await _store.CommitAsync(new StoreTransaction().If(held.Fence).If(StoreCondition.Unchanged(key, entry.ModRevision)).Delete(key), work.Token);
+                    CertificateLog.Removed(_logger, demand.Id);
+                }
+
+                return;
+            }
+
+            var decision = RenewalPolicy.Decide(demand, current, _time.GetUtcNow());
+            if (decision.Action != RenewalAction.Issue)
+            {
+                return;
+            }
+
+            var updated = await IssueAsync(demand, current, decision.Reason, work.Token);
+            var condition = entry is null ? StoreCondition.Absent(key) : StoreCondition.Unchanged(key, entry.ModRevision);
+            await _store.CommitAsync(new StoreTransaction().If(held.Fence).If(condition).Put(key, CoreJson.Serialize(updated)), work.Token);
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+        }
+        catch (Exception ex)
+        {
+            // The store is away or the lock was lost: try again shortly; the records are unchanged.
+            CertificateLog.WorkFailed(_logger, demand.Id, ex.Message);
+            retryAt = _time.GetUtcNow() + TimeSpan.FromSeconds(5);
+        }
+        finally
+        {
+            lock (_gate)
+            {
+                _running.Remove(demand.Id);
+                _dirty.Add(demand.Id);
+                if (retryAt is { } at)
+                {
+                    _dirty.Remove(demand.Id);
+                    _scheduled[demand.Id] = at;
+                    _queue.Enqueue(demand.Id, at);
+                }
+            }
+
+            concurrency.Release();
+            Wake();
+        }
+    }
+
+    /// <summary>Issues with a fresh key, trying each issuer in order; returns the record to write (a success, or the
+    /// previous record with the failure noted).</summary>
+    private async Task<CertificateRecord> IssueAsync(CertificateDemand demand, CertificateRecord? current, string reason, CancellationToken cancellationToken)
+    {
+        var now = _time.GetUtcNow();
+        using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        var csr = CreateSigningRequest(demand.Names, key);
+        var errors = new List<string>();
+        var retryable = true;
+        DateTimeOffset? issuerRetryAfter = null;
+        foreach (var issuerName in demand.Issuers)
+        {
+            if (!_issuers.TryGetValue(issuerName, out var issuer))
+            {
+                errors.Add($"{issuerName}: no such issuer is configured");
+                continue;
+            }
+
+            CertificateLog.Issuing(_logger, demand.Id, string.Join(",", demand.Names), issuerName, reason);
+            try
+            {
+                var chain = await issuer.IssueAsync(new IssuanceRequest(demand.Id, demand.Names, csr), cancellationToken);
+                return Issued(demand, issuerName, chain, key, now);
+            }
+            catch (IssuanceException ex)
+            {
+                errors.Add($"{issuerName}: {ex.Message}");
+                retryable &= ex.Retryable;
+                issuerRetryAfter = ex.RetryAfter;
+            }
+            catch (Exception ex) when (ex is CryptographicException or FormatException)
+            {
+                errors.Add($"{issuerName}: {ex.Message}");
+            }
+        }
+
+        var failures = (current?.ConsecutiveFailures ?? 0) + 1;
+        var retryAt = RenewalPolicy.NextRetry(retryable ? failures : Math.Max(failures, 10), now, issuerRetryAfter, Random.Shared.NextDouble());
+        var error = string.Join("; ", errors);
+        CertificateLog.IssuanceFailed(_logger, demand.Id, failures, retryAt, error);
+        return (current ?? new CertificateRecord { Id = demand.Id, Names = demand.Names }) with
+        {
+            Names = current?.HasChain == true ? current.Names : demand.Names,
+            Status = CertificateStatus.Failing,
+            LastError = error,
+            ConsecutiveFailures = failures,
+            RetryAfter = retryAt,
+            LastAttempt = now,
+        };
+    }
+
+    private CertificateRecord Issued(CertificateDemand demand, string issuerName, IssuedChain chain, ECDsa key, DateTimeOffset now)
+    {
+        var certificates = new X509Certificate2Collection();
+        certificates.ImportFromPem(chain.ChainPem);
+        if (certificates.Count == 0)
+        {
+            throw new FormatException("the issuer returned no certificate");
+        }
+
+        using var leaf = certificates[0];
+        using var leafKey = leaf.GetECDsaPublicKey();
+        if (leafKey is null || !leafKey.ExportSubjectPublicKeyInfo().AsSpan().SequenceEqual(key.ExportSubjectPublicKeyInfo()))
+        {
+            throw new FormatException("the issued certificate is not for the key that was sent");
+        }
+
+        var pkcs8 = key.ExportPkcs8PrivateKey();
+        byte[] sealedKey;
+        try
+        {
+            sealedKey = _cipher.Seal(StoreKeys.Certificate(demand.Id), pkcs8);
+        }
+        finally
+        {
+            CryptographicOperations.ZeroMemory(pkcs8);
+        }
+
+        var notBefore = new DateTimeOffset(leaf.NotBefore.ToUniversalTime());
+        var notAfter = new DateTimeOffset(leaf.NotAfter.ToUniversalTime());
+        CertificateLog.Issued(_logger, demand.Id, string.Join(",", demand.Names), issuerName, leaf.SerialNumber, notAfter);
+        for (var i = 1; i < certificates.Count; i++)
+        {
+            certificates[i].Dispose();
+        }
+
+        return new CertificateRecord
+        {
+            Id = demand.Id,
+            Names = demand.Names,
+            Issuer = issuerName,
+            ChainPem = chain.ChainPem,
+            SealedKey = sealedKey,
+            Serial = leaf.SerialNumber,
+            NotBefore = notBefore,
+            NotAfter = notAfter,
+            RenewAfter = RenewalPolicy.RenewAfter(notBefore, notAfter),
+            Status = CertificateStatus.Valid,
+            LastAttempt = now,
+        };
+    }
+
+    private static byte[] CreateSigningRequest(IReadOnlyList<string> names, ECDsa key)
+    {
+        var request = new CertificateRequest(names[0].Length <= 64 ? "CN=" + names[0] : "", key, HashAlgorithmName.SHA256);
+        var san = new SubjectAlternativeNameBuilder();
+        foreach (var name in names)
+        {
+            if (System.Net.IPAddress.TryParse(name, out var address))
+            {
+                san.AddIpAddress(address);
+            }
+            else
+            {
+                san.AddDnsName(name);
+            }
+        }
+
+        request.CertificateExtensions.Add(san.Build());
+        return request.CreateSigningRequest();
+    }
+}
+
+internal static partial class CertificateLog
+{
+    [LoggerMessage(EventId = 3001, Level = LogLevel.Information, Message = "Issuing certificate {CertificateId} for {Names} from {Issuer}: {Reason}")]
+    public static partial void Issuing(ILogger logger, string certificateId, string names, string issuer, string reason);
+
+    [LoggerMessage(EventId = 3002, Level = LogLevel.Information, Message = "Issued certificate {CertificateId} for {Names} by {Issuer}, serial {Serial}, not after {NotAfter:u}")]
+    public static partial void Issued(ILogger logger, string certificateId, string names, string issuer, string serial, DateTimeOffset notAfter);
+
+    [LoggerMessage(EventId = 3003, Level = LogLevel.Warning, Message = "Issuing certificate {CertificateId} failed ({Failures} in a row), next attempt at {RetryAt:u}: {Error}")]
+    public static partial void IssuanceFailed(ILogger logger, string certificateId, int failures, DateTimeOffset retryAt, string error);
+
+    [LoggerMessage(EventId = 3004, Level = LogLevel.Information, Message = "Removed certificate {CertificateId}: no site needs it any more")]
+    public static partial void Removed(ILogger logger, string certificateId);
+
+    [LoggerMessage(EventId = 3005, Level = LogLevel.Warning, Message = "Work on certificate {CertificateId} was interrupted, retrying shortly: {Reason}")]
+    public static partial void WorkFailed(ILogger logger, string certificateId, string reason);
+}

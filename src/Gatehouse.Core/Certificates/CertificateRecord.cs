@@ -1,0 +1,62 @@
+namespace Gatehouse.Certificates;
+
+/// <summary>
+/// What the store holds for one certificate: the issued chain and its sealed private key (what the edge serves),
+/// and the manager's issuance state (what the manager and operators read).
+/// </summary>
+public sealed record CertificateRecord
+{
+    /// <summary>The certificate's id: the site id, or an internal id starting with '_'.</summary>
+    public required string Id { get; init; }
+
+    /// <summary>The names the current chain covers (or that the pending issuance asks for).</summary>
+    public required IReadOnlyList<string> Names { get; init; }
+
+    /// <summary>The issuer that issued the current chain, or that is being tried.</summary>
+    public string? Issuer { get; init; }
+
+    /// <summary>PEM chain, leaf first, without the root; null until the first issuance succeeds.</summary>
+    public string? ChainPem { get; init; }
+
+    /// <summary>The leaf's PKCS#8 private key, sealed by Keys for this record's store key.</summary>
+    public byte[]? SealedKey { get; init; }
+
+    /// <summary>The leaf's serial number (hex).</summary>
+    public string? Serial { get; init; }
+
+    public DateTimeOffset? NotBefore { get; init; }
+
+    public DateTimeOffset? NotAfter { get; init; }
+
+    /// <summary>When renewal is due (one third of the lifetime left, unless a policy says otherwise).</summary>
+    public DateTimeOffset? RenewAfter { get; init; }
+
+    public CertificateStatus Status { get; init; } = CertificateStatus.Pending;
+
+    /// <summary>The last failure, for people (the issuer's own words, never key material).</summary>
+    public string? LastError { get; init; }
+
+    /// <summary>Failures in a row since the last success.</summary>
+    public int ConsecutiveFailures { get; init; }
+
+    /// <summary>When the manager tries again after a failure.</summary>
+    public DateTimeOffset? RetryAfter { get; init; }
+
+    public DateTimeOffset? LastAttempt { get; init; }
+
+    /// <summary>Whether a servable chain and key exist.</summary>
+    public bool HasChain => ChainPem is not null && SealedKey is not null;
+}
+
+/// <summary>Where a certificate stands.</summary>
+public enum CertificateStatus
+{
+    /// <summary>Not issued yet.</summary>
+    Pending,
+
+    /// <summary>Issued and within its validity.</summary>
+    Valid,
+
+    /// <summary>The last attempt failed; a retry is scheduled (an earlier chain may still be served).</summary>
+    Failing,
+}

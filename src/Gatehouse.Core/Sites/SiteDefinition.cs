@@ -1,0 +1,35 @@
+namespace Gatehouse.Sites;
+
+/// <summary>Desired state of one site: the names it serves and where its requests go.</summary>
+public sealed record SiteDefinition
+{
+    /// <summary>The site's id: its first host name, normalized. Also the id of its certificate.</summary>
+    public required string Id { get; init; }
+
+    /// <summary>The host names (exact or one-level wildcard), normalized, in the order given.</summary>
+    public required IReadOnlyList<string> Hosts { get; init; }
+
+    /// <summary>Backend base URLs (http or https); requests are spread over them round robin.</summary>
+    public required IReadOnlyList<string> Backends { get; init; }
+
+    /// <summary>Issuers to try in order; empty means the built-in local CA.</summary>
+    public IReadOnlyList<string> Issuers { get; init; } = [];
+
+    /// <summary>Where the site was defined: the config file's sites are replaced when the file changes, the admin
+    /// API's are kept until removed through the API.</summary>
+    public SiteSource Source { get; init; } = SiteSource.Api;
+
+    /// <summary>Value equality over the lists' contents (records compare lists by reference).</summary>
+    public bool SameAs(SiteDefinition other) =>
+        Id == other.Id && Source == other.Source && Hosts.SequenceEqual(other.Hosts) && Backends.SequenceEqual(other.Backends) && Issuers.SequenceEqual(other.Issuers);
+}
+
+/// <summary>Where a site's definition comes from.</summary>
+public enum SiteSource
+{
+    /// <summary>The admin API or CLI.</summary>
+    Api,
+
+    /// <summary>The configuration file.</summary>
+    Config,
+}

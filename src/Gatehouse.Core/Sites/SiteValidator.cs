@@ -1,0 +1,128 @@
+namespace Gatehouse.Sites;
+
+/// <summary>One thing wrong with a piece of desired state: where it is and what is wrong with it.</summary>
+/// <param name="Path">Where: a configuration key such as <c>sites:1:hosts:0</c>, or an API field.</param>
+/// <param name="Message">What is wrong, for a person.</param>
+public sealed record ValidationError(string Path, string Message)
+{
+    public override string ToString() => $"{Path}: {Message}";
+}
+
+/// <summary>
+/// Checks sites as given by a person and turns them into <see cref="SiteDefinition"/>s. Every error is collected,
+/// so one run reports all of them.
+/// </summary>
+public static class SiteValidator
+{
+    /// <summary>A site as given, before validation.</summary>
+    public sealed record Draft(string Path, IReadOnlyList<string?> Hosts, IReadOnlyList<string?> Backends, IReadOnlyList<string?> Issuers);
+
+    /// <summary>Validates <paramref name="drafts"/> together (a host may belong to one site only).</summary>
+    /// <param name="drafts">The sites to check.</param>
+    /// <param name="source">Where they come from.</param>
+    /// <param name="knownIssuers">Issuer names that exist; <see langword="null"/> skips the check.</param>
+    /// <param name="errors">Receives every error found.</param>
+    public static IReadOnlyList<SiteDefinition> Validate(IReadOnlyList<Draft> drafts, SiteSource source, IReadOnlySet<string>? knownIssuers, List<ValidationError> errors)
+    {
+        var sites = new List<SiteDefinition>(drafts.Count);
+        var owners = new Dictionary<string, string>(StringComparer.OrdinalIgnoreCase);
+        foreach (var draft in drafts)
+        {
+            var before = errors.Count;
+            var hosts = new List<string>();
+            if (draft.Hosts.Count == 0)
+            {
+                errors.Add(new($"{draft.Path}:hosts", "a site needs at least one host name"));
+            }
+            else if (draft.Hosts.Count > SiteRepository.MaxHostsPerSite)
+            {
+                errors.Add(new($"{draft.Path}:hosts", $"a site has at most {SiteRepository.MaxHostsPerSite} host names (one certificate covers them all)"));
+            }
+
+            for (var i = 0; i < draft.Hosts.Count; i++)
+            {
+                var path = $"{draft.Path}:hosts:{i}";
+                if (!HostName.TryNormalize(draft.Hosts[i], out var host, out var error))
+                {
+                    errors.Add(new(path, error));
+                    continue;
+                }
+
+                if (owners.TryGetValue(host, out var owner))
+                {
+                    errors.Add(new(path, $"'{host}' is already claimed by {owner}"));
+                    continue;
+                }
+
+                owners[host] = draft.Path;
+                hosts.Add(host);
+            }
+
+            var backends = new List<string>();
+            if (draft.Backends.Count == 0)
+            {
+                errors.Add(new($"{draft.Path}:backends", "a site needs at least one backend URL"));
+            }
+
+            for (var i = 0; i < draft.Backends.Count; i++)
+            {
+                if (TryValidateBackend(draft.Backends[i], out var backend, out var error))
+                {
+                    backends.Add(backend);
+                }
+                else
+                {
+                    errors.Add(new($"{draft.Path}:backends:{i}", error));
+                }
+            }
+
+            var issuers = new List<string>();
+            for (var i = 0; i < draft.Issuers.Count; i++)
+            {
+                var issuer = draft.Issuers[i];
+                if (string.IsNullOrWhiteSpace(issuer) || (knownIssuers is not null && !knownIssuers.Contains(issuer)))
+                {
+                    var known = knownIssuers is null ? "" : $" (known: {string.Join(", ", knownIssuers.Order(StringComparer.Ordinal))})";
+                    errors.Add(new($"{draft.Path}:issuers:{i}", $"'{issuer}' is not a configured issuer{known}"));
+                    continue;
+                }
+
+                issuers.Add(issuer);
+            }
+
+            if (errors.Count == before)
+            {
+                sites.Add(new SiteDefinition { Id = hosts[0], Hosts = hosts, Backends = backends, Issuers = issuers, Source = source });
+            }
+        }
+
+        return sites;
+    }
+
+    /// <summary>A backend is an absolute http or https URL with a host, and no user info, query or fragment.</summary>
+    public static bool TryValidateBackend(string? value, [System.Diagnostics.CodeAnalysis.NotNullWhen(true)] out string? backend, [System.Diagnostics.CodeAnalysis.NotNullWhen(false)] out string? error)
+    {
+        backend = null;
+        if (string.IsNullOrWhiteSpace(value) || !Uri.TryCreate(value, UriKind.Absolute, out var uri))
+        {
+            error = $"'{value}' is not an absolute URL (example: http://10.0.0.5:8080)";
+            return false;
+        }
+
+        if (uri.Scheme is not ("http" or "https"))
+        {
+            error = $"'{value}' has scheme '{uri.Scheme}'; a backend is http or https";
+            return false;
+        }
+
+        if (string.IsNullOrEmpty(uri.Host) || !string.IsNullOrEmpty(uri.UserInfo) || !string.IsNullOrEmpty(uri.Query) || !string.IsNullOrEmpty(uri.Fragment))
+        {
+            error = $"'{value}' must name a host and have no user info, query or fragment";
+            return false;
+        }
+
+        backend = uri.GetLeftPart(UriPartial.Path);
+        error = null;
+        return true;
+    }
+}

@@ -1,0 +1,613 @@
+using System.Runtime.CompilerServices;
+using Microsoft.Data.Sqlite;
+
+namespace Gatehouse.Storage.Sqlite;
+
+/// <summary>
+/// The embedded store: one SQLite database in WAL mode, implementing <see cref="IStore"/> with a revision counter,
+/// a change history for watches, and leases. Suited to one instance; several processes may share the file
+/// (writes serialize through SQLite's lock, watches poll), but only one should run lease expiry.
+/// </summary>
+public sealed class SqliteStore : IStore
+{
+    /// <summary>How many revisions of history are kept for watchers to resume from.</summary>
+    public const int DefaultHistoryRevisions = 50_000;
+
+    private static readonly TimeSpan PollInterval = TimeSpan.FromSeconds(1);
+    private static readonly TimeSpan LeaseSweepInterval = TimeSpan.FromMilliseconds(250);
+
+    private readonly string _connectionString;
+    private readonly TimeProvider _time;
+    private readonly int _historyRevisions;
+    private readonly SemaphoreSlim _writeLock = new(1, 1);
+    private readonly ITimer _leaseSweeper;
+    private readonly CancellationTokenSource _disposed = new();
+    private TaskCompletionSource _changed = NewSignal();
+    private int _commitsSinceCompaction;
+
+    private SqliteStore(string connectionString, TimeProvider time, int historyRevisions)
+    {
+        _connectionString = connectionString;
+        _time = time;
+        _historyRevisions = historyRevisions;
+        _leaseSweeper = time.CreateTimer(static s => ((SqliteStore)s!).SweepLeasesInBackground(), this, LeaseSweepInterval, LeaseSweepInterval);
+    }
+
+    /// <summary>The database file.</summary>
+    public string Path { get; private init; } = "";
+
+    /// <summary>Opens (creating or migrating as needed) the store in <paramref name="path"/>.</summary>
+    public static SqliteStore Open(string path, TimeProvider? time = null, int historyRevisions = DefaultHistoryRevisions)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(path);
+        ArgumentOutOfRangeException.ThrowIfLessThan(historyRevisions, 1);
+        var connectionString = new SqliteConnectionStringBuilder
+        {
+            DataSource = path,
+            Mode = SqliteOpenMode.ReadWriteCreate,
+            Cache = SqliteCacheMode.Private,
+            Pooling = true,
+            DefaultTimeout = 30,
+        }.ToString();
+
+        try
+        {
+            using (var connection = new SqliteConnection(connectionString))
+            {
+                connection.Open();
+                SqliteSchema.Migrate(connection);
+            }
+
+            return new SqliteStore(connectionString, time ?? TimeProvider.System, historyRevisions) { Path = path };
+        }
+        catch (SqliteException ex)
+        {
+            throw new StoreUnavailableException($"Cannot open the SQLite store '{path}': {ex.Message}", ex);
+        }
+    }
+
+    /// <inheritdoc />
+    public ValueTask<StoreEntry?> GetAsync(string key, CancellationToken cancellationToken = default)
+    {
+        StoreKeys.Validate(key);
+        cancellationToken.ThrowIfCancellationRequested();
+        using var connection = OpenConnection();
+        using var command = connection.CreateCommand();
+        command.CommandText = "SELECT key, value, create_rev, mod_rev, version, lease FROM kv WHERE key = $key";
+        command.Parameters.AddWithValue("$key", key);
+        using var reader = command.ExecuteReader();
+        return ValueTask.FromResult(reader.Read() ? ReadEntry(reader) : null);
+    }
+
+    /// <inheritdoc />
+    public ValueTask<StoreRange> ListAsync(string prefix, CancellationToken cancellationToken = default)
+    {
+        StoreKeys.Validate(prefix);
+        cancellationToken.ThrowIfCancellationRequested();
+        using var connection = OpenConnection();
+        using var transaction = connection.BeginTransaction(deferred: true);
+        var revision = SqliteSchema.ReadRevision(connection, transaction);
+        using var command = connection.CreateCommand();
+        command.Transaction = transaction;
+        command.CommandText = "SELECT key, value, create_rev, mod_rev, version, lease FROM kv WHERE key >= $from AND key < $to ORDER BY key";
+        AddPrefixRange(command, prefix);
+        var entries = new List<StoreEntry>();
+        using (var reader = command.ExecuteReader())
+        {
+            while (reader.Read())
+            {
+                entries.Add(ReadEntry(reader));
+            }
+        }
+
+        transaction.Commit();
+        return ValueTask.FromResult(new StoreRange(entries, revision));
+    }
+
+    /// <inheritdoc />
+    public async ValueTask<CommitResult> CommitAsync(StoreTransaction transaction, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(transaction);
+        await _writeLock.WaitAsync(cancellationToken);
+        try
+        {
+            var result = Write(connection =>
+            {
+                using var tx = connection.BeginTransaction(deferred: false);
+                var revision = SqliteSchema.ReadRevision(connection, tx);
+                revision = ExpireLeases(connection, tx, revision);
+                foreach (var condition in transaction.Conditions)
+                {
+                    if (ReadModRevision(connection, tx, condition.Key) != condition.ModRevision)
+                    {
+                        tx.Commit(); // keeps lease expiry that happened above
+                        return new CommitResult(false, revision);
+                    }
+                }
+
+                var newRevision = revision + 1;
+                var seq = 0;
+                foreach (var operation in transaction.Operations)
+                {
+                    if (operation.IsDelete)
+                    {
+                        if (DeleteKey(connection, tx, operation.Key, newRevision, seq))
+                        {
+                            seq++;
+                        }
+                    }
+                    else
+                    {
+                        PutKey(connection, tx, operation, newRevision, seq++);
+                    }
+                }
+
+                if (seq > 0)
+                {
+                    SqliteSchema.WriteRevision(connection, tx, newRevision);
+                    revision = newRevision;
+                }
+
+                tx.Commit();
+                return new CommitResult(true, revision);
+            });
+
+            if (result.Succeeded && ++_commitsSinceCompaction >= 1000)
+            {
+                _commitsSinceCompaction = 0;
+                Write(connection => Compact(connection));
+            }
+
+            return result;
+        }
+        finally
+        {
+            _writeLock.Release();
+            Signal();
+        }
+    }
+
+    /// <inheritdoc />
+    public async IAsyncEnumerable<StoreEvent> WatchAsync(string prefix, long afterRevision, [EnumeratorCancellation] CancellationToken cancellationToken = default)
+    {
+        StoreKeys.Validate(prefix);
+        ArgumentOutOfRangeException.ThrowIfNegative(afterRevision);
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _disposed.Token);
+        var last = afterRevision;
+        while (true)
+        {
+            var signal = Volatile.Read(ref _changed).Task;
+            var batch = ReadHistory(prefix, last);
+            foreach (var change in batch)
+            {
+                last = change.Revision;
+                yield return change;
+            }
+
+            if (batch.Count > 0)
+            {
+                continue;
+            }
+
+            try
+            {
+                await signal.WaitAsync(PollInterval, _time, linked.Token);
+            }
+            catch (TimeoutException)
+            {
+                // Another process may have written the file: poll.
+            }
+            catch (OperationCanceledException) when (_disposed.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
+            {
+                yield break;
+            }
+        }
+    }
+
+    /// <inheritdoc />
+    public async ValueTask<long> GrantLeaseAsync(TimeSpan ttl, CancellationToken cancellationToken = default)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(ttl, TimeSpan.FromMilliseconds(1));
+        await _writeLock.WaitAsync(cancellationToken);
+        try
+        {
+            return Write(connection =>
+            {
+                using var command = connection.CreateCommand();
+                command.CommandText = "INSERT INTO leases(id, ttl_ms, expires_ms) VALUES ($id, $ttl, $expires)";
+                var id = NewLeaseId();
+                command.Parameters.AddWithValue("$id", id);
+                command.Parameters.AddWithValue("$ttl", (long)ttl.TotalMilliseconds);
+                command.Parameters.AddWithValue("$expires", NowMs() + (long)ttl.TotalMilliseconds);
+                command.ExecuteNonQuery();
+                return id;
+            });
+        }
+        finally
+        {
+            _writeLock.Release();
+        }
+    }
+
+    /// <inheritdoc />
+    public async ValueTask<bool> KeepAliveAsync(long leaseId, CancellationToken cancellationToken = default)
+    {
+        await _writeLock.WaitAsync(cancellationToken);
+        try
+        {
+            return Write(connection =>
+            {
+                using var command = connection.CreateCommand();
+                command.CommandText = "UPDATE leases SET expires_ms = $now + ttl_ms WHERE id = $id AND expires_ms > $now";
+                command.Parameters.AddWithValue("$id", leaseId);
+                command.Parameters.AddWithValue("$now", NowMs());
+                return command.ExecuteNonQuery() == 1;
+            });
+        }
+        finally
+        {
+            _writeLock.Release();
+        }
+    }
+
+    /// <inheritdoc />
+    public async ValueTask RevokeLeaseAsync(long leaseId, CancellationToken cancellationToken = default)
+    {
+        await _writeLock.WaitAsync(cancellationToken);
+        try
+        {
+            Write(connection =>
+            {
+                using var tx = connection.BeginTransaction(deferred: false);
+                var revision = SqliteSchema.ReadRevision(connection, tx);
+                revision = EndLease(connection, tx, leaseId, revision);
+                SqliteSchema.WriteRevision(connection, tx, revision);
+                tx.Commit();
+                return revision;
+            });
+        }
+        finally
+        {
+            _writeLock.Release();
+            Signal();
+        }
+    }
+
+    /// <summary>Drops history older than the retention, so watchers from before it must reload.</summary>
+    internal long Compact(SqliteConnection connection)
+    {
+        using var tx = connection.BeginTransaction(deferred: false);
+        var revision = SqliteSchema.ReadRevision(connection, tx);
+        var compactTo = Math.Max(0, revision - _historyRevisions);
+        if (compactTo > SqliteSchema.ReadCompacted(connection, tx))
+        {
+            using var command = connection.CreateCommand();
+            command.Transaction = tx;
+            command.CommandText = "DELETE FROM history WHERE rev <= $rev";
+            command.Parameters.AddWithValue("$rev", compactTo);
+            command.ExecuteNonQuery();
+            SqliteSchema.WriteCompacted(connection, tx, compactTo);
+        }
+
+        tx.Commit();
+        return compactTo;
+    }
+
+    /// <summary>Compacts now (tests and maintenance).</summary>
+    internal async Task<long> CompactNowAsync()
+    {
+        await _writeLock.WaitAsync();
+        try
+        {
+            return Write(Compact);
+        }
+        finally
+        {
+            _writeLock.Release();
+        }
+    }
+
+    /// <inheritdoc />
+    public async ValueTask DisposeAsync()
+    {
+        if (_disposed.IsCancellationRequested)
+        {
+            return;
+        }
+
+        await _leaseSweeper.DisposeAsync();
+        await _disposed.CancelAsync();
+        await _writeLock.WaitAsync();
+        try
+        {
+            // Fold the WAL back into the main file and release every pooled handle, so the directory can be
+            // copied or deleted once the store is closed.
+            Write(connection =>
+            {
+                using var command = connection.CreateCommand();
+                command.CommandText = "PRAGMA wal_checkpoint(TRUNCATE)";
+                command.ExecuteNonQuery();
+                return 0;
+            });
+            using var last = new SqliteConnection(_connectionString);
+            SqliteConnection.ClearPool(last);
+        }
+        catch (SqliteException)
+        {
+            // Best effort on close: SQLite recovers the WAL on next open.
+        }
+        finally
+        {
+            _writeLock.Release();
+            _disposed.Dispose();
+        }
+    }
+
+    private List<StoreEvent> ReadHistory(string prefix, long afterRevision)
+    {
+        using var connection = OpenConnection();
+        using var tx = connection.BeginTransaction(deferred: true);
+        var compacted = SqliteSchema.ReadCompacted(connection, tx);
+        if (afterRevision < compacted)
+        {
+            throw new StoreCompactedException(compacted);
+        }
+
+        using var command = connection.CreateCommand();
+        command.Transaction = tx;
+        command.CommandText = """
+            SELECT kind, key, value, create_rev, rev, version, lease FROM history
+            WHERE rev > $after AND key >= $from AND key < $to ORDER BY rev, seq LIMIT 1000
+            """;
+        command.Parameters.AddWithValue("$after", afterRevision);
+        AddPrefixRange(command, prefix);
+        var events = new List<StoreEvent>();
+        using (var reader = command.ExecuteReader())
+        {
+            while (reader.Read())
+            {
+                var kind = (StoreEventKind)reader.GetInt32(0);
+                var entry = new StoreEntry(reader.GetString(1), reader.IsDBNull(2) ? ReadOnlyMemory<byte>.Empty : (byte[])reader[2], reader.GetInt64(3), reader.GetInt64(4), reader.GetInt64(5), reader.GetInt64(6));
+                events.Add(new StoreEvent(kind, entry));
+            }
+        }
+
+        // A batch may end inside a revision; drop the partial revision so a resume never splits a transaction.
+        if (events.Count == 1000)
+        {
+            var lastRevision = events[^1].Revision;
+            var cut = events.FindIndex(e => e.Revision == lastRevision);
+            if (cut > 0)
+            {
+                events.RemoveRange(cut, events.Count - cut);
+            }
+        }
+
+        tx.Commit();
+        return events;
+    }
+
+    private long ExpireLeases(SqliteConnection connection, SqliteTransaction tx, long revision)
+    {
+        using var command = connection.CreateCommand();
+        command.Transaction = tx;
+        command.CommandText = "SELECT id FROM leases WHERE expires_ms <= $now";
+        command.Parameters.AddWithValue("$now", NowMs());
+        var expired = new List<long>();
+        using (var reader = command.ExecuteReader())
+        {
+            while (reader.Read())
+            {
+                expired.Add(reader.GetInt64(0));
+            }
+        }
+
+        foreach (var leaseId in expired)
+        {
+            revision = EndLease(connection, tx, leaseId, revision);
+        }
+
+        if (expired.Count > 0)
+        {
+            SqliteSchema.WriteRevision(connection, tx, revision);
+        }
+
+        return revision;
+    }
+
+    /// <summary>Deletes a lease and its keys at one new revision (when it had keys). Returns the revision.</summary>
+    private static long EndLease(SqliteConnection connection, SqliteTransaction tx, long leaseId, long revision)
+    {
+        using var select = connection.CreateCommand();
+        select.Transaction = tx;
+        select.CommandText = "SELECT key FROM kv WHERE lease = $lease ORDER BY key";
+        select.Parameters.AddWithValue("$lease", leaseId);
+        var keys = new List<string>();
+        using (var reader = select.ExecuteReader())
+        {
+            while (reader.Read())
+            {
+                keys.Add(reader.GetString(0));
+            }
+        }
+
+        if (keys.Count > 0)
+        {
+            revision++;
+            for (var i = 0; i < keys.Count; i++)
+            {
+                DeleteKey(connection, tx, keys[i], revision, i);
+            }
+        }
+
+        using var delete = connection.CreateCommand();
+        delete.Transaction = tx;
+        delete.CommandText = "DELETE FROM leases WHERE id = $lease";
+        delete.Parameters.AddWithValue("$lease", leaseId);
+        delete.ExecuteNonQuery();
+        return revision;
+    }
+
+    private static void PutKey(SqliteConnection connection, SqliteTransaction tx, StoreOperation operation, long revision, int seq)
+    {
+        if (operation.LeaseId != 0)
+        {
+            using var lease = connection.CreateCommand();
+            lease.Transaction = tx;
+            lease.CommandText = "SELECT 1 FROM leases WHERE id = $id";
+            lease.Parameters.AddWithValue("$id", operation.LeaseId);
+            if (lease.ExecuteScalar() is null)
+            {
+                throw new StoreLeaseNotFoundException(operation.LeaseId);
+            }
+        }
+
+        var value = operation.Value!.Value.ToArray();
+        using var upsert = connection.CreateCommand();
+        upsert.Transaction = tx;
+        upsert.CommandText = """
+            INSERT INTO kv(key, value, create_rev, mod_rev, version, lease) VALUES ($key, $value, $rev, $rev, 1, $lease)
+            ON CONFLICT(key) DO UPDATE SET value = excluded.value, mod_rev = excluded.mod_rev, version = version + 1, lease = excluded.lease
+            RETURNING create_rev, version
+            """;
+        upsert.Parameters.AddWithValue("$key", operation.Key);
+        upsert.Parameters.AddWithValue("$value", value);
+        upsert.Parameters.AddWithValue("$rev", revision);
+        upsert.Parameters.AddWithValue("$lease", operation.LeaseId);
+        long createRevision, version;
+        using (var reader = upsert.ExecuteReader())
+        {
+            reader.Read();
+            createRevision = reader.GetInt64(0);
+            version = reader.GetInt64(1);
+        }
+
+        AppendHistory(connection, tx, revision, seq, StoreEventKind.Put, operation.Key, value, createRevision, version, operation.LeaseId);
+    }
+
+    private static bool DeleteKey(SqliteConnection connection, SqliteTransaction tx, string key, long revision, int seq)
+    {
+        using var delete = connection.CreateCommand();
+        delete.Transaction = tx;
+        delete.CommandText = "DELETE FROM kv WHERE key = $key";
+        delete.Parameters.AddWithValue("$key", key);
+        if (delete.ExecuteNonQuery() == 0)
+        {
+            return false;
+        }
+
+        AppendHistory(connection, tx, revision, seq, StoreEventKind.Delete, key, null, 0, 0, 0);
+        return true;
+    }
+
+    private static void AppendHistory(SqliteConnection connection, SqliteTransaction tx, long revision, int seq, StoreEventKind kind, string key, byte[]? value, long createRevision, long version, long leaseId)
+    {
+        using var command = connection.CreateCommand();
+        command.Transaction = tx;
+        command.CommandText = """
+            INSERT INTO history(rev, seq, kind, key, value, create_rev, version, lease)
+            VALUES ($rev, $seq, $kind, $key, $value, $create, $version, $lease)
+            """;
+        command.Parameters.AddWithValue("$rev", revision);
+        command.Parameters.AddWithValue("$seq", seq);
+        command.Parameters.AddWithValue("$kind", (int)kind);
+        command.Parameters.AddWithValue("$key", key);
+        command.Parameters.AddWithValue("$value", (object?)value ?? DBNull.Value);
+        command.Parameters.AddWithValue("$create", createRevision);
+        command.Parameters.AddWithValue("$version", version);
+        command.Parameters.AddWithValue("$lease", leaseId);
+        command.ExecuteNonQuery();
+    }
+
+    private static long ReadModRevision(SqliteConnection connection, SqliteTransaction tx, string key)
+    {
+        using var command = connection.CreateCommand();
+        command.Transaction = tx;
+        command.CommandText = "SELECT mod_rev FROM kv WHERE key = $key";
+        command.Parameters.AddWithValue("$key", key);
+        return command.ExecuteScalar() is long modRevision ? modRevision : 0;
+    }
+
+    private static StoreEntry ReadEntry(SqliteDataReader reader) =>
+        new(reader.GetString(0), (byte[])reader[1], reader.GetInt64(2), reader.GetInt64(3), reader.GetInt64(4), reader.GetInt64(5));
+
+    private static void AddPrefixRange(SqliteCommand command, string prefix)
+    {
+        // Keys are compared as BINARY (UTF-8 byte order); the range end is the prefix with its last char bumped.
+        command.Parameters.AddWithValue("$from", prefix);
+        command.Parameters.AddWithValue("$to", string.Concat(prefix.AsSpan(0, prefix.Length - 1), ((char)(prefix[^1] + 1)).ToString()));
+    }
+
+    private T Write<T>(Func<SqliteConnection, T> action)
+    {
+        try
+        {
+            using var connection = OpenConnection();
+            return action(connection);
+        }
+        catch (SqliteException ex) when (ex.SqliteErrorCode is 5 or 6 or 10 or 13 or 14)
+        {
+            // BUSY, LOCKED, IOERR, FULL, CANTOPEN: the store cannot take writes now.
+            throw new StoreUnavailableException($"The SQLite store '{Path}' cannot be written: {ex.Message}", ex);
+        }
+    }
+
+    private SqliteConnection OpenConnection()
+    {
+        ObjectDisposedException.ThrowIf(_disposed.IsCancellationRequested, this);
+        var connection = new SqliteConnection(_connectionString);
+        connection.Open();
+        using var pragma = connection.CreateCommand();
+        pragma.CommandText = "PRAGMA busy_timeout = 30000; PRAGMA synchronous = NORMAL;";
+        pragma.ExecuteNonQuery();
+        return connection;
+    }
+
+    private void SweepLeasesInBackground()
+    {
+        if (_disposed.IsCancellationRequested || !_writeLock.Wait(0))
+        {
+            return; // a commit is running and sweeps as part of it
+        }
+
+        var swept = false;
+        try
+        {
+            Write(connection =>
+            {
+                using var tx = connection.BeginTransaction(deferred: false);
+                var before = SqliteSchema.ReadRevision(connection, tx);
+                swept = ExpireLeases(connection, tx, before) != before;
+                tx.Commit();
+                return 0;
+            });
+        }
+        catch (Exception ex) when (ex is StoreUnavailableException or ObjectDisposedException or SqliteException)
+        {
+            // The next sweep or commit tries again.
+        }
+        finally
+        {
+            _writeLock.Release();
+        }
+
+        if (swept)
+        {
+            Signal();
+        }
+    }
+
+    private void Signal() => Interlocked.Exchange(ref _changed, NewSignal()).TrySetResult();
+
+    private long NowMs() => _time.GetUtcNow().ToUnixTimeMilliseconds();
+
+    private static long NewLeaseId()
+    {
+        // Random 63-bit ids, like etcd's, so a lease id from a previous run never aliases a new one.
+        Span<byte> bytes = stackalloc byte[8];
+        System.Security.Cryptography.RandomNumberGenerator.Fill(bytes);
+        return (long)(BitConverter.ToUInt64(bytes) >> 1) | 1;
+    }
+
+    private static TaskCompletionSource NewSignal() => new(TaskCreationOptions.RunContinuationsAsynchronously);
+}

@@ -1,0 +1,115 @@
+using System.IO.Pipelines;
+using Microsoft.AspNetCore.Connections;
+using Microsoft.AspNetCore.Server.Kestrel.Https;
+using Microsoft.Extensions.Logging;
+
+namespace Gatehouse.Edge.Tls;
+
+/// <summary>The certificate chosen for a connection by <see cref="SniGate"/>.</summary>
+public sealed class ServedCertificateFeature(ServedCertificate certificate, string serverName)
+{
+    public ServedCertificate Certificate { get; } = certificate;
+
+    /// <summary>The SNI name the client asked for.</summary>
+    public string ServerName { get; } = serverName;
+}
+
+/// <summary>
+/// Connection middleware in front of TLS on the HTTPS listener: reads the ClientHello (without consuming it),
+/// looks the SNI name up in the <see cref="CertificateCache"/>, and either records the choice for the handshake or
+/// ends the connection with the TLS alert unrecognized_name. There is no default certificate, so a client that asks
+/// for a name no site serves learns no other site's names.
+/// </summary>
+public sealed class SniGate(CertificateCache cache, ILogger<SniGate> logger, TimeSpan helloTimeout)
+{
+    /// <summary>RFC 8446 §6: a fatal alert record, unrecognized_name(112).</summary>
+    private static readonly byte[] UnrecognizedNameAlert = [21, 3, 3, 0, 2, 2, 112];
+
+    /// <summary>The Kestrel TLS callback: hands the handshake the options prepared for the chosen certificate.</summary>
+    public static TlsHandshakeCallbackOptions HandshakeOptions(TimeSpan handshakeTimeout) => new()
+    {
+        OnConnection = static context =>
+        {
+            var feature = context.Connection.Features.Get<ServedCertificateFeature>()
+                ?? throw new InvalidOperationException("The SNI gate did not run before TLS on this listener.");
+            return ValueTask.FromResult(feature.Certificate.Options);
+        },
+        HandshakeTimeout = handshakeTimeout,
+    };
+
+    public async Task OnConnectionAsync(ConnectionContext connection, ConnectionDelegate next)
+    {
+        var input = connection.Transport.Input;
+        ClientHelloInfo hello;
+        ClientHelloStatus status;
+        using (var timeout = new CancellationTokenSource(helloTimeout))
+        using (var linked = CancellationTokenSource.CreateLinkedTokenSource(timeout.Token, connection.ConnectionClosed))
+        {
+            try
+            {
+                while (true)
+                {
+                    var result = await input.ReadAsync(linked.Token);
+                    var buffer = result.Buffer;
+                    status = ClientHello.TryParse(buffer, out hello);
+                    if (status == ClientHelloStatus.NeedMoreData && !result.IsCompleted && buffer.Length < ClientHello.MaxHandshakeLength * 2)
+                    {
+                        input.AdvanceTo(buffer.Start, buffer.End); // keep it all, wait for more
+                        continue;
+                    }
+
+                    input.AdvanceTo(buffer.Start); // consume nothing: TLS reads the same bytes
+                    break;
+                }
+            }
+            catch (OperationCanceledException)
+            {
+                SniGateLog.HelloTimeout(logger, connection.ConnectionId, connection.RemoteEndPoint?.ToString());
+                connection.Abort();
+                return;
+            }
+        }
+
+        if (status != ClientHelloStatus.Complete)
+        {
+            SniGateLog.NotTls(logger, connection.ConnectionId, connection.RemoteEndPoint?.ToString());
+            connection.Abort();
+            return;
+        }
+
+        if (hello.ServerName is not { } serverName || !cache.TryMatch(serverName, out var certificate))
+        {
+            SniGateLog.UnknownName(logger, connection.ConnectionId, connection.RemoteEndPoint?.ToString(), hello.ServerName ?? "(none)");
+            await RefuseAsync(connection.Transport.Output);
+            return;
+        }
+
+        connection.Features.Set(new ServedCertificateFeature(certificate, serverName));
+        await next(connection);
+    }
+
+    private static async Task RefuseAsync(PipeWriter output)
+    {
+        try
+        {
+            await output.WriteAsync(UnrecognizedNameAlert);
+            await output.CompleteAsync();
+        }
+        catch (Exception ex) when (ex is IOException or ConnectionResetException or InvalidOperationException)
+        {
+            // The client is gone already.
+        }
+    }
+}
+
+internal static partial class SniGateLog
+{
+    [LoggerMessage(EventId = 5001, Level = LogLevel.Debug, Message = "Connection {ConnectionId} from {Remote}: no site serves '{ServerName}'; sent unrecognized_name")]
+    public static partial void UnknownName(ILogger logger, string connectionId, string? remote, string serverName);
+
+    [LoggerMessage(EventId = 5002, Level = LogLevel.Debug, Message = "Connection {ConnectionId} from {Remote} did not start with a TLS ClientHello; closed")]
+    public static partial void NotTls(ILogger logger, string connectionId, string? remote);
+
+    [LoggerMessage(EventId = 5003, Level = LogLevel.Debug, Message = "Connection {ConnectionId} from {Remote} sent no complete ClientHello in time; closed")]
+    public static partial void HelloTimeout(ILogger logger, string connectionId, string? remote);
+}

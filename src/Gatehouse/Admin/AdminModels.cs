@@ -1,0 +1,49 @@
+using System.Text.Json.Serialization;
+using Gatehouse.Certificates;
+using Gatehouse.Sites;
+
+namespace Gatehouse.Admin;
+
+/// <summary>A site as the admin API shows it.</summary>
+public sealed record SiteView(string Id, IReadOnlyList<string> Hosts, IReadOnlyList<string> Backends, IReadOnlyList<string> Issuers, string Source)
+{
+    public static SiteView From(SiteDefinition site) =>
+        new(site.Id, site.Hosts, site.Backends, site.Issuers.Count > 0 ? site.Issuers : [LocalCertificateAuthority.IssuerName], site.Source == SiteSource.Config ? "config" : "api");
+}
+
+/// <summary>The body of <c>POST /v1/sites</c>.</summary>
+public sealed record AddSiteRequest(IReadOnlyList<string?>? Hosts, IReadOnlyList<string?>? Backends, IReadOnlyList<string?>? Issuers);
+
+/// <summary>A certificate as the admin API shows it (never key material).</summary>
+public sealed record CertificateView(
+    string Id,
+    IReadOnlyList<string> Names,
+    string? Issuer,
+    string? Serial,
+    DateTimeOffset? NotBefore,
+    DateTimeOffset? NotAfter,
+    DateTimeOffset? NextRenewal,
+    string Status,
+    string? LastError,
+    bool Served)
+{
+    public static CertificateView From(CertificateRecord record, bool served) =>
+        new(record.Id, record.Names, record.Issuer, record.Serial, record.NotBefore, record.NotAfter,
+            record.ConsecutiveFailures > 0 ? record.RetryAfter : record.RenewAfter,
+            record.Status.ToString().ToLowerInvariant(), record.LastError, served);
+}
+
+/// <summary>An RFC 9457 problem document with the list of what is wrong.</summary>
+public sealed record Problem(string Type, string Title, int Status, string? Detail, IReadOnlyList<ProblemError>? Errors = null);
+
+/// <summary>One thing wrong with a request.</summary>
+public sealed record ProblemError(string Path, string Message);
+
+[JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.CamelCase, DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull, WriteIndented = false)]
+[JsonSerializable(typeof(SiteView))]
+[JsonSerializable(typeof(List<SiteView>))]
+[JsonSerializable(typeof(AddSiteRequest))]
+[JsonSerializable(typeof(CertificateView))]
+[JsonSerializable(typeof(List<CertificateView>))]
+[JsonSerializable(typeof(Problem))]
+internal sealed partial class AdminJson : JsonSerializerContext;

@@ -1,0 +1,78 @@
+using System.CommandLine;
+using Gatehouse.Hosting;
+using Gatehouse.Keys;
+using Gatehouse.Storage;
+
+namespace Gatehouse.Cli;
+
+/// <summary><c>gatehouse serve [--config FILE] [--key=value ...]</c></summary>
+internal static class ServeCommand
+{
+    public static Command Create()
+    {
+        var config = new Option<FileInfo?>("--config", "-c") { Description = "The YAML config file (watched: site changes apply live)." };
+        var command = new Command("serve", "Run the edge, the certificate manager and the admin API.") { config };
+        command.TreatUnmatchedTokensAsErrors = false; // --section:key=value overrides, the ASP.NET way
+        command.SetAction(async (parseResult, cancellationToken) =>
+        {
+            var configPath = parseResult.GetValue(config)?.FullName;
+            var configuration = new GatehouseConfiguration(configPath, [.. parseResult.UnmatchedTokens]);
+            var errors = new List<string>();
+            var options = configuration.Load(errors);
+            if (options is null)
+            {
+                await Console.Error.WriteLineAsync($"gatehouse: the configuration has {errors.Count} error(s); nothing was started:");
+                foreach (var error in errors)
+                {
+                    await Console.Error.WriteLineAsync("  " + error);
+                }
+
+                return CommandLine.UsageError;
+            }
+
+            GatehouseServer server;
+            try
+            {
+                server = await GatehouseServer.StartAsync(options, configuration, cancellationToken: cancellationToken);
+            }
+            catch (Exception ex) when (ex is MasterKeyException or StoreUnavailableException or IOException)
+            {
+                await Console.Error.WriteLineAsync($"gatehouse: cannot start: {ex.Message}");
+                return CommandLine.UsageError;
+            }
+
+            await using (server)
+            {
+                PrintWelcome(options);
+                try
+                {
+                    await server.Stopped.WaitAsync(cancellationToken);
+                }
+                catch (OperationCanceledException)
+                {
+                    // Ctrl-C / SIGTERM: stop cleanly.
+                }
+            }
+
+            return 0;
+        });
+        return command;
+    }
+
+    private static void PrintWelcome(GatehouseOptions options)
+    {
+        var host = options.Sites.Count > 0 ? options.Sites[0].Site.Hosts[0].Replace("*.", "www.", StringComparison.Ordinal) : "<your-site>";
+        var port = options.Edge.HttpsPort == 443 ? "" : $":{options.Edge.HttpsPort}";
+        var root = Path.GetRelativePath(Directory.GetCurrentDirectory(), options.LocalCaRootPath);
+        Console.Error.WriteLine($"""
+
+            Gatehouse is running.
+              Try:        curl --cacert {root} https://{host}{port}/
+              Trust this root certificate for the local CA: {options.LocalCaRootPath}
+              Admin API:  https://{options.Admin.Address}:{options.Admin.Port}/ (token in {options.AdminTokenPath})
+              Add a site: gatehouse sites add app.localhost --backend http://127.0.0.1:3000 --data {options.DataDirectory}
+            Press Ctrl-C to stop.
+
+            """);
+    }
+}

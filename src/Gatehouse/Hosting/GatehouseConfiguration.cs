@@ -1,0 +1,308 @@
+using System.Globalization;
+using System.Net;
+using Gatehouse.Certificates;
+using Gatehouse.Sites;
+using Microsoft.Extensions.Configuration.CommandLine;
+
+namespace Gatehouse.Hosting;
+
+/// <summary>
+/// Reads configuration the ASP.NET way — the YAML file, then <c>GATEHOUSE_</c> environment variables (e.g.
+/// <c>GATEHOUSE_EDGE__HTTPSPORT</c>), then command-line overrides (e.g. <c>--edge:httpsPort=9443</c>) — and
+/// validates it, collecting every error with where it came from.
+/// </summary>
+public sealed class GatehouseConfiguration
+{
+    public const string EnvironmentPrefix = "GATEHOUSE_";
+
+    private static readonly string[] TopLevelKeys = ["dataDirectory", "edge", "admin", "localCa", "welcome", "sites", "logging"];
+    private static readonly string[] EdgeKeys = ["address", "httpsPort", "httpPort", "publicHttpsPort", "handshakeTimeout"];
+    private static readonly string[] AdminKeys = ["address", "port"];
+    private static readonly string[] LocalCaKeys = ["leafLifetime"];
+    private static readonly string[] WelcomeKeys = ["port"];
+    private static readonly string[] SiteKeys = ["hosts", "backends", "issuers"];
+
+    private readonly string? _configPath;
+    private readonly string[] _overrides;
+    private readonly IDictionary<string, string?>? _environment;
+
+    /// <param name="configPath">The YAML file, or null for defaults only.</param>
+    /// <param name="overrides">Command-line overrides (<c>--key=value</c> or <c>--key value</c>).</param>
+    /// <param name="environment">Environment variables to read instead of the process's (tests).</param>
+    public GatehouseConfiguration(string? configPath, string[] overrides, IDictionary<string, string?>? environment = null)
+    {
+        _configPath = configPath is null ? null : Path.GetFullPath(configPath);
+        _overrides = overrides;
+        _environment = environment;
+    }
+
+    public string? ConfigPath => _configPath;
+
+    /// <summary>Loads and validates. Returns the options, or null with every error in <paramref name="errors"/>.</summary>
+    public GatehouseOptions? Load(List<string> errors)
+    {
+        var fileName = _configPath is null ? "defaults" : Path.GetFileName(_configPath);
+        var builder = new ConfigurationBuilder();
+        if (_configPath is not null)
+        {
+            string text;
+            try
+            {
+                text = File.ReadAllText(_configPath);
+            }
+            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+            {
+                errors.Add($"{_configPath}: cannot be read: {ex.Message}");
+                return null;
+            }
+
+            try
+            {
+                builder.AddInMemoryCollection(YamlConfiguration.Flatten(text));
+            }
+            catch (FormatException ex)
+            {
+                errors.Add($"{_configPath}: {ex.Message}");
+                return null;
+            }
+        }
+
+        if (_environment is null)
+        {
+            builder.AddEnvironmentVariables(EnvironmentPrefix);
+        }
+        else
+        {
+            builder.AddInMemoryCollection(_environment
+                .Where(e => e.Key.StartsWith(EnvironmentPrefix, StringComparison.OrdinalIgnoreCase))
+                .Select(e => KeyValuePair.Create(e.Key[EnvironmentPrefix.Length..].Replace("__", ":", StringComparison.Ordinal), e.Value)));
+        }
+
+        builder.AddCommandLine(_overrides);
+        var root = builder.Build();
+        var reader = new Reader(root, fileName, _configPath is not null);
+        var options = reader.Read(_configPath);
+        errors.AddRange(reader.Errors);
+        return reader.Errors.Count == 0 ? options : null;
+    }
+
+    private sealed class Reader(IConfigurationRoot root, string fileName, bool hasFile)
+    {
+        public List<string> Errors { get; } = [];
+
+        public GatehouseOptions Read(string? configPath)
+        {
+            CheckKnownKeys(root, TopLevelKeys, "");
+            var dataDirectory = root["dataDirectory"] is { Length: > 0 } configured
+                ? Path.GetFullPath(configured, configPath is null ? Directory.GetCurrentDirectory() : Path.GetDirectoryName(configPath)!)
+                : Path.GetFullPath("data");
+            CheckDataDirectory(dataDirectory);
+
+            var edge = root.GetSection("edge");
+            CheckKnownKeys(edge, EdgeKeys, "edge:");
+            var admin = root.GetSection("admin");
+            CheckKnownKeys(admin, AdminKeys, "admin:");
+            var localCa = root.GetSection("localCa");
+            CheckKnownKeys(localCa, LocalCaKeys, "localCa:");
+            var welcome = root.GetSection("welcome");
+            CheckKnownKeys(welcome, WelcomeKeys, "welcome:");
+
+            var options = new GatehouseOptions
+            {
+                DataDirectory = dataDirectory,
+                ConfigPath = configPath,
+                Edge = new EdgeOptions
+                {
+                    Address = Address("edge:address", IPAddress.Loopback),
+                    HttpsPort = Port("edge:httpsPort", 8443),
+                    HttpPort = Port("edge:httpPort", 8080),
+                    PublicHttpsPort = root["edge:publicHttpsPort"] is null ? null : Port("edge:publicHttpsPort", 443),
+                    HandshakeTimeout = Span("edge:handshakeTimeout", TimeSpan.FromSeconds(10), TimeSpan.FromSeconds(1), TimeSpan.FromMinutes(5)),
+                },
+                Admin = new AdminOptions
+                {
+                    Address = Address("admin:address", IPAddress.Loopback),
+                    Port = Port("admin:port", 9443),
+                },
+                LocalCa = new LocalCaOptions
+                {
+                    LeafLifetime = Span("localCa:leafLifetime", TimeSpan.FromDays(7), TimeSpan.FromMinutes(5), TimeSpan.FromDays(398)),
+                },
+                WelcomePort = welcome.Exists() ? Port("welcome:port", 8090) : null,
+                Sites = ReadSites(),
+            };
+
+            var ports = new List<(string Key, int Port)> { ("edge:httpsPort", options.Edge.HttpsPort), ("edge:httpPort", options.Edge.HttpPort), ("admin:port", options.Admin.Port) };
+            if (options.WelcomePort is { } welcomePort)
+            {
+                ports.Add(("welcome:port", welcomePort));
+            }
+
+            foreach (var group in ports.GroupBy(p => p.Port).Where(g => g.Count() > 1))
+            {
+                Error(group.Last().Key, $"port {group.Key} is also used by {string.Join(", ", group.SkipLast(1).Select(p => p.Key))}");
+            }
+
+            return options;
+        }
+
+        private IReadOnlyList<(SiteDefinition, string)> ReadSites()
+        {
+            var drafts = new List<SiteValidator.Draft>();
+            foreach (var site in root.GetSection("sites").GetChildren().OrderBy(s => int.TryParse(s.Key, CultureInfo.InvariantCulture, out var i) ? i : int.MaxValue))
+            {
+                var path = $"sites:{site.Key}";
+                if (!int.TryParse(site.Key, CultureInfo.InvariantCulture, out _))
+                {
+                    Error(path, "'sites' is a list: write each site as '- hosts: [...]'");
+                    continue;
+                }
+
+                CheckKnownKeys(site, SiteKeys, path + ":");
+                drafts.Add(new SiteValidator.Draft(path, List(site, "hosts"), List(site, "backends"), List(site, "issuers")));
+            }
+
+            var errors = new List<ValidationError>();
+            var sites = SiteValidator.Validate(drafts, SiteSource.Config, new HashSet<string>(StringComparer.Ordinal) { LocalCertificateAuthority.IssuerName }, errors);
+            foreach (var error in errors)
+            {
+                Error(error.Path, error.Message);
+            }
+
+            // Pair each valid site with its path (Validate keeps the drafts' order and skips invalid ones).
+            var byId = sites.ToDictionary(s => s.Id, StringComparer.Ordinal);
+            var result = new List<(SiteDefinition, string)>();
+            foreach (var draft in drafts)
+            {
+                if (draft.Hosts.Count > 0 && HostName.TryNormalize(draft.Hosts[0], out var id, out _) && byId.Remove(id, out var site))
+                {
+                    result.Add((site, draft.Path));
+                }
+            }
+
+            return result;
+        }
+
+        private static List<string?> List(IConfigurationSection section, string key)
+        {
+            var child = section.GetSection(key);
+            var items = child.GetChildren().ToList();
+            if (items.Count == 0)
+            {
+                return child.Value is { Length: > 0 } single ? [single] : [];
+            }
+
+            return [.. items.OrderBy(c => int.TryParse(c.Key, CultureInfo.InvariantCulture, out var i) ? i : int.MaxValue).Select(c => c.Value)];
+        }
+
+        private void CheckKnownKeys(IConfiguration section, string[] known, string prefix)
+        {
+            foreach (var child in section.GetChildren())
+            {
+                if (!known.Contains(child.Key, StringComparer.OrdinalIgnoreCase))
+                {
+                    Error(prefix + child.Key, $"unknown key (known: {string.Join(", ", known)})");
+                }
+            }
+        }
+
+        private void CheckDataDirectory(string path)
+        {
+            try
+            {
+                Directory.CreateDirectory(path);
+                var probe = Path.Combine(path, $".write-test-{Environment.ProcessId}");
+                File.WriteAllBytes(probe, []);
+                File.Delete(probe);
+            }
+            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+            {
+                Error("dataDirectory", $"'{path}' is not a writable directory: {ex.Message}");
+            }
+        }
+
+        private int Port(string key, int fallback)
+        {
+            var text = root[key];
+            if (text is null)
+            {
+                return fallback;
+            }
+
+            if (!int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var port) || port is < 1 or > 65535)
+            {
+                Error(key, $"'{text}' is not a port number (1–65535)");
+                return fallback;
+            }
+
+            return port;
+        }
+
+        private IPAddress Address(string key, IPAddress fallback)
+        {
+            var text = root[key];
+            if (text is null)
+            {
+                return fallback;
+            }
+
+            if (text.Equals("localhost", StringComparison.OrdinalIgnoreCase))
+            {
+                return IPAddress.Loopback;
+            }
+
+            if (!IPAddress.TryParse(text, out var address))
+            {
+                Error(key, $"'{text}' is not an IP address (examples: 127.0.0.1, 0.0.0.0, ::)");
+                return fallback;
+            }
+
+            return address;
+        }
+
+        private TimeSpan Span(string key, TimeSpan fallback, TimeSpan min, TimeSpan max)
+        {
+            var text = root[key];
+            if (text is null)
+            {
+                return fallback;
+            }
+
+            if (!Duration.TryParse(text, out var value))
+            {
+                Error(key, $"'{text}' is not a duration (examples: 7d, 12h, 30m, 45s)");
+                return fallback;
+            }
+
+            if (value < min || value > max)
+            {
+                Error(key, $"{text} is outside {min} – {max}");
+                return fallback;
+            }
+
+            return value;
+        }
+
+        private void Error(string key, string message) => Errors.Add($"{SourceOf(key)}: {key}: {message}");
+
+        /// <summary>Names the configuration source that supplied <paramref name="key"/> (the last one wins).</summary>
+        private string SourceOf(string key)
+        {
+            foreach (var provider in root.Providers.Reverse())
+            {
+                var found = provider.TryGet(key, out _) || provider.GetChildKeys([], key).Any();
+                if (found)
+                {
+                    return provider switch
+                    {
+                        CommandLineConfigurationProvider => "command line",
+                        _ when hasFile && ReferenceEquals(provider, root.Providers.First()) => fileName,
+                        _ => "environment",
+                    };
+                }
+            }
+
+            return fileName;
+        }
+    }
+}

@@ -1,0 +1,309 @@
+using System.Net;
+using Gatehouse.Admin;
+using Gatehouse.Certificates;
+using Gatehouse.Edge.Challenges;
+using Gatehouse.Edge.Routing;
+using Gatehouse.Edge.Tls;
+using Gatehouse.Keys;
+using Gatehouse.Sites;
+using Gatehouse.Storage;
+using Gatehouse.Storage.Sqlite;
+using Microsoft.AspNetCore.DataProtection.KeyManagement;
+using Microsoft.AspNetCore.Connections;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Yarp.ReverseProxy.Configuration;
+
+namespace Gatehouse.Hosting;
+
+/// <summary>
+/// The composition root: opens the store and keys, wires the certificate manager, the edge and the admin API into
+/// one Kestrel server, and keeps the config file's sites in the store.
+/// </summary>
+public sealed class GatehouseServer : IAsyncDisposable
+{
+    private readonly WebApplication _app;
+    private readonly SqliteStore _store;
+    private readonly MasterKeyRing _keyRing;
+    private readonly CancellationTokenSource _stopping = new();
+    private readonly List<Task> _background = [];
+
+    private GatehouseServer(WebApplication app, SqliteStore store, MasterKeyRing keyRing, CertificateCache cache, GatehouseOptions options)
+    {
+        _app = app;
+        _store = store;
+        _keyRing = keyRing;
+        Cache = cache;
+        Options = options;
+    }
+
+    public GatehouseOptions Options { get; }
+
+    public CertificateCache Cache { get; }
+
+    public IStore Store => _store;
+
+    /// <summary>Completes when the server stops (by <see cref="StopAsync"/> or a signal).</summary>
+    public Task Stopped => _app.WaitForShutdownAsync();
+
+    /// <summary>Starts everything; returns once listeners are bound, the local CA exists and the mirrors are loaded.</summary>
+    /// <param name="options">Validated options.</param>
+    /// <param name="configuration">The configuration to re-read when the config file changes; null disables watching.</param>
+    /// <param name="configureLogging">Adds logging providers (tests capture logs).</param>
+    /// <param name="cancellationToken">Aborts start-up.</param>
+    public static async Task<GatehouseServer> StartAsync(GatehouseOptions options, GatehouseConfiguration? configuration = null, Action<ILoggingBuilder>? configureLogging = null, CancellationToken cancellationToken = default)
+    {
+        Directory.CreateDirectory(options.DataDirectory);
+        var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = [], ContentRootPath = options.DataDirectory });
+        builder.Configuration.Sources.Clear();
+        builder.Logging.ClearProviders();
+        builder.Logging.SetMinimumLevel(LogLevel.Information);
+        builder.Logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
+        builder.Logging.AddFilter("Yarp", LogLevel.Warning);
+        builder.Logging.AddFilter("Microsoft.AspNetCore.DataProtection", LogLevel.Error); // keys live in memory only
+        builder.Logging.AddFilter("Microsoft.Hosting.Lifetime", LogLevel.Warning);
+        if (configureLogging is null)
+        {
+            builder.Logging.AddJsonConsole(o =>
+            {
+                o.TimestampFormat = "yyyy-MM-ddTHH:mm:ss.fffZ";
+                o.UseUtcTimestamp = true;
+                o.JsonWriterOptions = new System.Text.Json.JsonWriterOptions { Indented = false };
+            });
+        }
+        else
+        {
+            configureLogging(builder.Logging);
+        }
+
+        var time = TimeProvider.System;
+        var masterKey = MasterKeyFile.LoadOrCreate(options.MasterKeyPath);
+        var keyRing = new MasterKeyRing([masterKey], masterKey);
+        var cipher = new EnvelopeCipher(keyRing);
+        var store = SqliteStore.Open(options.StorePath, time);
+        try
+        {
+            return await ComposeAndStartAsync(builder, options, configuration, store, keyRing, cipher, time, cancellationToken);
+        }
+        catch
+        {
+            await store.DisposeAsync();
+            keyRing.Dispose();
+            throw;
+        }
+    }
+
+    private static async Task<GatehouseServer> ComposeAndStartAsync(WebApplicationBuilder builder, GatehouseOptions options, GatehouseConfiguration? configuration, SqliteStore store, MasterKeyRing keyRing, EnvelopeCipher cipher, TimeProvider time, CancellationToken cancellationToken)
+    {
+        // Core objects are built here, explicitly, and handed to ASP.NET as instances.
+        var sites = new SiteRepository(store);
+        var routes = new SiteRoutes();
+        var services = builder.Services;
+        services.AddSingleton(time);
+        services.AddSingleton<IStore>(store);
+        services.AddSingleton(cipher);
+        services.AddSingleton(sites);
+        services.AddSingleton(routes);
+        services.AddSingleton<IProxyConfigProvider>(routes);
+        services.AddSingleton(options.LocalCa);
+        services.AddSingleton<LocalCertificateAuthority>();
+        services.AddSingleton<ICertificateIssuer>(sp => sp.GetRequiredService<LocalCertificateAuthority>());
+        services.AddSingleton<CertificateCache>();
+        services.AddSingleton(sp => new StoreMirror<SiteDefinition>(store, StoreKeys.SitesPrefix, CoreJson.Deserialize<SiteDefinition>, sp.GetRequiredService<ILogger<StoreMirror<SiteDefinition>>>()));
+        services.AddSingleton(sp => new StoreMirror<CertificateRecord>(store, StoreKeys.CertificatesPrefix, CoreJson.Deserialize<CertificateRecord>, sp.GetRequiredService<ILogger<StoreMirror<CertificateRecord>>>()));
+        services.AddSingleton(new CertificateManagerOptions { InternalCertificates = [AdminCertificate(options.Admin)] });
+        services.AddHostedService<CertificateManager>();
+        services.AddSingleton(sp => new SniGate(sp.GetRequiredService<CertificateCache>(), sp.GetRequiredService<ILogger<SniGate>>(), options.Edge.HandshakeTimeout));
+        services.AddReverseProxy();
+
+        // YARP registers Data Protection (for affinity cookies, unused here); keep its keys in memory so that no key
+        // is ever written to disk in plaintext.
+        services.Configure<KeyManagementOptions>(o => o.XmlRepository = new InMemoryXmlRepository());
+        services.AddRouting();
+
+        builder.WebHost.ConfigureKestrel(kestrel =>
+        {
+            kestrel.AddServerHeader = false;
+            kestrel.Limits.MaxRequestHeadersTotalSize = 32 * 1024;
+            kestrel.Listen(options.Edge.Address, options.Edge.HttpsPort, listen =>
+            {
+                listen.Protocols = HttpProtocols.Http1AndHttp2;
+                var gate = kestrel.ApplicationServices.GetRequiredService<SniGate>();
+                listen.Use(next => connection => gate.OnConnectionAsync(connection, next));
+                listen.UseHttps(SniGate.HandshakeOptions(options.Edge.HandshakeTimeout));
+                Tag(listen, ListenerRole.Https);
+            });
+            kestrel.Listen(options.Edge.Address, options.Edge.HttpPort, listen =>
+            {
+                listen.Protocols = HttpProtocols.Http1;
+                Tag(listen, ListenerRole.Http);
+            });
+            kestrel.Listen(options.Admin.Address, options.Admin.Port, listen =>
+            {
+                listen.Protocols = HttpProtocols.Http1AndHttp2;
+                var cache = kestrel.ApplicationServices.GetRequiredService<CertificateCache>();
+                listen.UseHttps(new Microsoft.AspNetCore.Server.Kestrel.Https.TlsHandshakeCallbackOptions
+                {
+                    OnConnection = _ => ValueTask.FromResult(cache.GetInternal(AdminCertificateId)?.Options
+                        ?? throw new InvalidOperationException("The admin certificate is not issued yet.")),
+                });
+                Tag(listen, ListenerRole.Admin);
+            });
+            if (options.WelcomePort is { } welcomePort)
+            {
+                kestrel.Listen(IPAddress.Loopback, welcomePort, listen => Tag(listen, ListenerRole.Welcome));
+            }
+        });
+
+        var app = builder.Build();
+        var logger = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("Gatehouse");
+        var cache = app.Services.GetRequiredService<CertificateCache>();
+        var siteMirror = app.Services.GetRequiredService<StoreMirror<SiteDefinition>>();
+        var certificateMirror = app.Services.GetRequiredService<StoreMirror<CertificateRecord>>();
+        var localCa = app.Services.GetRequiredService<LocalCertificateAuthority>();
+        var server = new GatehouseServer(app, store, keyRing, cache, options);
+
+        // The local CA and the admin token exist before anything listens.
+        var root = await localCa.EnsureCreatedAsync(cancellationToken);
+        await WriteRootAsync(options.LocalCaRootPath, root.ExportCertificatePem(), cancellationToken);
+        var token = await AdminToken.EnsureAsync(store, options.AdminTokenPath, message => HostingLog.AdminTokenReplaced(logger, message), cancellationToken);
+
+        // Desired state from the config file goes into the store; from there everything flows one way.
+        await server.SyncConfigSitesAsync(options.Sites, logger, cancellationToken);
+
+        siteMirror.Subscribe(routes.Apply);
+        certificateMirror.Subscribe(cache.Apply);
+        server._background.Add(siteMirror.RunAsync(server._stopping.Token));
+        server._background.Add(certificateMirror.RunAsync(server._stopping.Token));
+        await Task.WhenAll(siteMirror.Loaded, certificateMirror.Loaded).WaitAsync(cancellationToken);
+
+        var admin = new AdminContext(store, sites, cache, localCa, new HashSet<string>(StringComparer.Ordinal) { LocalCertificateAuthority.IssuerName },
+            () => siteMirror.Loaded.IsCompleted && certificateMirror.Loaded.IsCompleted && cache.GetInternal(AdminCertificateId) is not null);
+        var plainHttp = new PlainHttpResponder(store, options.Edge.PublicHttpsPort ?? options.Edge.HttpsPort);
+
+        app.MapWhen(c => Role(c) == ListenerRole.Admin, branch =>
+        {
+            branch.Use((context, next) => AdminApi.GuardAsync(context, next, token));
+            branch.UseRouting();
+            branch.UseEndpoints(endpoints => AdminApi.Map(endpoints, admin));
+        });
+        app.MapWhen(c => Role(c) == ListenerRole.Http, branch => branch.Run(plainHttp.HandleAsync));
+        app.MapWhen(c => Role(c) == ListenerRole.Welcome, branch => branch.Run(WelcomeBackend.HandleAsync));
+        app.Use((context, next) => EdgeMiddleware.RequireHostOfNegotiatedSite(context, next, routes));
+        app.UseRouting();
+        app.MapReverseProxy(proxy =>
+        {
+            proxy.Use(EdgeMiddleware.DescribeProxyErrors);
+            proxy.UseLoadBalancing();
+            proxy.UsePassiveHealthChecks();
+        });
+
+        if (configuration?.ConfigPath is not null)
+        {
+            server._background.Add(ConfigWatcher.RunAsync(configuration, server, logger, server._stopping.Token));
+        }
+
+        await app.StartAsync(cancellationToken);
+        HostingLog.Started(logger, options.Edge.Address.ToString(), options.Edge.HttpsPort, options.Edge.HttpPort, options.Admin.Port, options.DataDirectory);
+        return server;
+    }
+
+    /// <summary>The admin listener's own certificate, from the local CA.</summary>
+    public const string AdminCertificateId = "_admin";
+
+    internal static CertificateDemand AdminCertificate(AdminOptions admin)
+    {
+        var names = new List<string> { "localhost", "127.0.0.1", "::1" };
+        if (!admin.Address.Equals(IPAddress.Any) && !admin.Address.Equals(IPAddress.IPv6Any) && !names.Contains(admin.Address.ToString()))
+        {
+            names.Add(admin.Address.ToString());
+        }
+
+        return new CertificateDemand(AdminCertificateId, names, [LocalCertificateAuthority.IssuerName]);
+    }
+
+    /// <summary>Puts the config file's sites into the store; a conflict is logged and that site skipped.</summary>
+    internal async Task SyncConfigSitesAsync(IReadOnlyList<(SiteDefinition Site, string Path)> desired, ILogger logger, CancellationToken cancellationToken)
+    {
+        var errors = await new SiteRepository(_store).SyncConfigSitesAsync(desired, cancellationToken);
+        foreach (var error in errors)
+        {
+            HostingLog.ConfigSiteRejected(logger, Path.GetFileName(Options.ConfigPath) ?? "config", error.Path, error.Message);
+        }
+    }
+
+    private static async Task WriteRootAsync(string path, string pem, CancellationToken cancellationToken)
+    {
+        if (File.Exists(path) && await File.ReadAllTextAsync(path, cancellationToken) == pem)
+        {
+            return;
+        }
+
+        var temp = path + ".new";
+        await File.WriteAllTextAsync(temp, pem, cancellationToken);
+        File.Move(temp, path, overwrite: true);
+    }
+
+    public async Task StopAsync()
+    {
+        if (_stopping.IsCancellationRequested)
+        {
+            return;
+        }
+
+        await _app.StopAsync();
+        await _stopping.CancelAsync();
+        await Task.WhenAll(_background).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await StopAsync();
+        await _app.DisposeAsync();
+        await _store.DisposeAsync();
+        _keyRing.Dispose();
+        _stopping.Dispose();
+    }
+
+    private static void Tag(ListenOptions listen, ListenerRole role)
+    {
+        var feature = new ListenerRoleFeature(role);
+        listen.Use(next => connection =>
+        {
+            connection.Features.Set(feature);
+            return next(connection);
+        });
+    }
+
+    private static ListenerRole Role(HttpContext context) => context.Features.Get<ListenerRoleFeature>()?.Role ?? ListenerRole.Https;
+
+    internal enum ListenerRole
+    {
+        Https,
+        Http,
+        Admin,
+        Welcome,
+    }
+
+    internal sealed record ListenerRoleFeature(ListenerRole Role);
+}
+
+internal static partial class HostingLog
+{
+    [LoggerMessage(EventId = 6001, Level = LogLevel.Information, Message = "Gatehouse is serving: HTTPS on {Address}:{HttpsPort}, HTTP on {Address}:{HttpPort}, admin API on port {AdminPort}; data in {DataDirectory}")]
+    public static partial void Started(ILogger logger, string address, int httpsPort, int httpPort, int adminPort, string dataDirectory);
+
+    [LoggerMessage(EventId = 6002, Level = LogLevel.Error, Message = "{File}: {Path}: {Message}; this site is not applied")]
+    public static partial void ConfigSiteRejected(ILogger logger, string file, string path, string message);
+
+    [LoggerMessage(EventId = 6003, Level = LogLevel.Warning, Message = "{Message}")]
+    public static partial void AdminTokenReplaced(ILogger logger, string message);
+
+    [LoggerMessage(EventId = 6004, Level = LogLevel.Error, Message = "The changed config file is refused; the last good config stays in force: {Error}")]
+    public static partial void ConfigRefused(ILogger logger, string error);
+
+    [LoggerMessage(EventId = 6005, Level = LogLevel.Information, Message = "Applied the changed config file: {Sites} sites")]
+    public static partial void ConfigApplied(ILogger logger, int sites);
+
+    [LoggerMessage(EventId = 6006, Level = LogLevel.Warning, Message = "The config file changed {Setting}; that takes effect at the next restart")]
+    public static partial void RestartNeeded(ILogger logger, string setting);
+}
