@@ -41,6 +41,13 @@ def per_cpu(n, cpu_s):
     return n / cpu_s if cpu_s > 0 else float("nan")
 
 
+def slice_rate(slices):
+    """Work per CPU-second of the given warm-up slices (NaN if none)."""
+    n = sum(x["n"] for x in slices)
+    cpu = sum(x["cpu_s"] for x in slices)
+    return n / cpu if cpu > 0 else float("nan")
+
+
 def metrics(r):
     """Derived numbers of one run."""
     ka, hs, mem = r["ka"], r["hs"], r["mem"]
@@ -51,6 +58,9 @@ def metrics(r):
         "hs_rps": hs.get("conns", 0) / hs["elapsed"] if hs.get("elapsed") else 0.0,
         "hs_per_cpu": per_cpu(hs.get("conns", 0), hs["cpu_s"]),
         "hs_util": hs["cpu_s"] / hs["wall_s"] if hs["wall_s"] else 0.0,
+        "ka_cold_per_cpu": slice_rate(ka.get("warmup", [])[:1]),
+        "ka_warm_s": sum(x["wall_s"] for x in ka.get("warmup", [])),
+        "hs_warm_s": sum(x["wall_s"] for x in hs.get("warmup", [])),
         "rss_idle": mem["idle_rss_kb"] / 1024.0,
         "rss_after": mem["after_rss_kb"] / 1024.0,
         "pss_idle": mem["idle_pss_kb"] / 1024.0,
@@ -66,6 +76,9 @@ ROWS = [
     ("hs_rps", "full TLS 1.3 handshakes/s", 0, "higher"),
     ("hs_per_cpu", "full TLS 1.3 handshakes per proxy CPU-second", 0, "higher"),
     ("hs_util", "proxy CPU used during handshake run (cores)", 2, "-"),
+    ("ka_cold_per_cpu", "keep-alive requests per proxy CPU-second in the first warm-up slice (cold start)", 0, "higher"),
+    ("ka_warm_s", "warm-up before the keep-alive run (s)", 0, "-"),
+    ("hs_warm_s", "warm-up before the handshake run (s)", 0, "-"),
     ("rss_idle", "RSS idle after start (MiB, VmRSS summed)", 1, "lower"),
     ("rss_after", "RSS after load (MiB, VmRSS summed)", 1, "lower"),
     ("pss_idle", "PSS idle after start (MiB)", 1, "lower"),
@@ -108,6 +121,15 @@ def problems(r):
     if hs.get("errors", 0):
         msg = "handshake run: %d connection errors (first: %s)" % (hs["errors"], hs.get("first_error", ""))
         (bad if hs["errors"] > 0.01 * max(total_hs, 1) else warn).append(msg)
+    for key, label, unit in (("ka", "keep-alive", "requests"), ("hs", "handshake", "conns")):
+        ws = r[key].get("warmup", [])
+        if ws:
+            last = slice_rate(ws[-1:])
+            cpu = r[key]["cpu_s"]
+            measured = (r[key]["requests"] if key == "ka" else r[key].get("conns", 0)) / cpu if cpu > 0 else float("nan")
+            if last == last and measured == measured and last > 0 and abs(measured - last) > 0.10 * last:
+                warn.append("%s run: %.0f per CPU-s measured vs %.0f in the last warm-up slice: maybe not steady" % (
+                    label, measured, last))
     if ka["socket_errors"]:
         msg = "keep-alive run: %d wrk socket errors" % ka["socket_errors"]
         (bad if ka["socket_errors"] > 0.01 * max(ka["requests"], 1) else warn).append(msg)
@@ -138,11 +160,13 @@ def report(work):
     w("- Pinning: terminator on core %s (alone); backend (nginx, `return 200 \"ok\\n\"`), wrk, hsload and the harness on core %s." % (
         meta.get("proxy_cpu", "?"), meta.get("load_cpu", "?")))
     w("- Runs: %s interleaved repetitions per terminator (%s, %s, ...), each a fresh start. Per repetition: "
-      "%ss warm-up + %ss keep-alive run (wrk, 1 thread, %s connections, HTTP/1.1), then %ss warm-up + %ss "
-      "full-handshake run (hsload, %s connections in flight, one `GET /` with `Connection: close` per connection)." % (
+      "warm-up, then a %ss keep-alive run (wrk, 1 thread, %s connections, HTTP/1.1); warm-up, then a %ss "
+      "full-handshake run (hsload, %s connections in flight, one `GET /` with `Connection: close` per connection). "
+      "Warm-up = %ss slices of the same load until at least %ss (keep-alive) / %ss (handshakes) have passed and two "
+      "slices in a row agree within %s %% on work per proxy CPU-second, at most twice the minimum." % (
           meta.get("reps", "?"), ", ".join(NAMES.get(t, t) for t in terms), ", ".join(NAMES.get(t, t) for t in terms[:1]),
-          meta.get("warmup", "?"), meta.get("duration", "?"), meta.get("ka_conns", "?"),
-          meta.get("warmup", "?"), meta.get("duration", "?"), meta.get("hs_conns", "?")))
+          meta.get("duration", "?"), meta.get("ka_conns", "?"), meta.get("duration", "?"), meta.get("hs_conns", "?"),
+          meta.get("warm_slice", "?"), meta.get("warmup", "?"), meta.get("hs_warmup", "?"), meta.get("warm_tol", "?")))
     w("- CPU = utime+stime of all the terminator's processes (/proc/PID/stat, nginx master + worker) across the measured run; "
       "memory = VmRSS (and PSS) summed over those processes, idle 2 s after it first answered 200 and 1 s after the load.")
     if "gatehouse" in terms and "nginx" in terms:
@@ -242,16 +266,16 @@ def report(work):
 
     w("## Runs, in the order they ran")
     w("")
-    w("| rep | terminator | ready (s) | keep-alive req | proxy CPU-s | req/s | req/CPU-s | handshakes | proxy CPU-s | hs/s | hs/CPU-s | RSS idle MiB | RSS after MiB |")
-    w("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    w("| rep | terminator | ready (s) | warm-up s (ka/hs) | keep-alive req | proxy CPU-s | req/s | req/CPU-s | handshakes | proxy CPU-s | hs/s | hs/CPU-s | RSS idle MiB | RSS after MiB |")
+    w("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in runs:
         name = NAMES.get(r["terminator"], r["terminator"])
         if "failed" in r:
-            w("| %d | %s | failed: %s |" % (r["rep"], name, r["failed"].replace("|", "/")) + " |" * 10)
+            w("| %d | %s | failed: %s |" % (r["rep"], name, r["failed"].replace("|", "/")) + " |" * 11)
             continue
         m = metrics(r)
-        w("| %d | %s | %.1f | %s | %.2f | %s | %s | %s | %.2f | %s | %s | %.1f | %.1f |" % (
-            r["rep"], name, r.get("ready_s", 0.0), fmt(r["ka"]["requests"], 0), r["ka"]["cpu_s"], fmt(m["ka_rps"], 0),
+        w("| %d | %s | %.1f | %.0f/%.0f | %s | %.2f | %s | %s | %s | %.2f | %s | %s | %.1f | %.1f |" % (
+            r["rep"], name, r.get("ready_s", 0.0), m["ka_warm_s"], m["hs_warm_s"], fmt(r["ka"]["requests"], 0), r["ka"]["cpu_s"], fmt(m["ka_rps"], 0),
             fmt(m["ka_per_cpu"], 0), fmt(r["hs"].get("conns", 0), 0), r["hs"]["cpu_s"], fmt(m["hs_rps"], 0),
             fmt(m["hs_per_cpu"], 0), m["rss_idle"], m["rss_after"]))
     w("")

@@ -91,7 +91,9 @@ public static class ClientHello
             return ClientHelloStatus.Invalid;
         }
 
-        var first = data[RecordHeaderLength..];
+        // Only the first record's bytes: what follows may be the next record's header.
+        var available = data.Length - RecordHeaderLength;
+        var first = data.Slice(RecordHeaderLength, Math.Min(firstLength, available));
         if (first.Length >= 4)
         {
             if (first[0] != ClientHelloType)
@@ -115,15 +117,12 @@ public static class ClientHello
                 return ParseBody(first.Slice(4, messageLength), out info) ? ClientHelloStatus.Complete : ClientHelloStatus.Invalid;
             }
         }
-        else if (first.Length >= firstLength)
-        {
-            // A record too short to hold the handshake header: legal fragmentation, take the slow path.
-        }
-        else
+        else if (available < firstLength)
         {
             return first.Length > 0 && first[0] != ClientHelloType ? ClientHelloStatus.Invalid : ClientHelloStatus.NeedMoreData;
         }
 
+        // The hello continues in later records (or the first record is shorter than a handshake header).
         return ParseFragmented(data, out info);
     }
 

@@ -302,7 +302,7 @@ public sealed class GatehouseConfiguration
                 }
             }
 
-            return fileName;
+            return hasFile ? $"{fileName} (default)" : "default";
         }
     }
 }

@@ -24,6 +24,8 @@ public sealed class SqliteStore : IStore
     private readonly CancellationTokenSource _disposed = new();
     private TaskCompletionSource _changed = NewSignal();
     private int _commitsSinceCompaction;
+    private int _disposeStarted;
+    private volatile bool _closed;
 
     private SqliteStore(string connectionString, TimeProvider time, int historyRevisions)
     {
@@ -310,7 +312,7 @@ public sealed class SqliteStore : IStore
     /// <inheritdoc />
     public async ValueTask DisposeAsync()
     {
-        if (_disposed.IsCancellationRequested)
+        if (Interlocked.Exchange(ref _disposeStarted, 1) == 1)
         {
             return;
         }
@@ -338,8 +340,8 @@ public sealed class SqliteStore : IStore
         }
         finally
         {
+            _closed = true;
             _writeLock.Release();
-            _disposed.Dispose();
         }
     }
 
@@ -554,7 +556,7 @@ public sealed class SqliteStore : IStore
 
     private SqliteConnection OpenConnection()
     {
-        ObjectDisposedException.ThrowIf(_disposed.IsCancellationRequested, this);
+        ObjectDisposedException.ThrowIf(_closed, this);
         var connection = new SqliteConnection(_connectionString);
         connection.Open();
         using var pragma = connection.CreateCommand();

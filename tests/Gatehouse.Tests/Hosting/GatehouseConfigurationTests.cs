@@ -1,0 +1,132 @@
+using System.Net;
+using Gatehouse.Hosting;
+
+namespace Gatehouse.Tests.Hosting;
+
+public sealed class GatehouseConfigurationTests : IDisposable
+{
+    private readonly TempDirectory _directory = new();
+
+    public void Dispose() => _directory.Dispose();
+
+    private string Write(string yaml)
+    {
+        var path = Path.Combine(_directory.Path, "gatehouse.yaml");
+        File.WriteAllText(path, yaml);
+        return path;
+    }
+
+    [Fact]
+    public void Load_ValidFile_ReadsEverySetting()
+    {
+        var path = Write("""
+            dataDirectory: ./state
+            edge: {address: 127.0.0.1, httpsPort: 9443, httpPort: 9080, handshakeTimeout: 5s}
+            admin: {port: 9444}
+            localCa: {leafLifetime: 12h}
+            welcome: {port: 9090}
+            sites:
+              - hosts: [App.Example.com, "*.apps.example.com"]
+                backends: [http://10.0.0.1:8080, http://10.0.0.2:8080]
+            """);
+        var errors = new List<string>();
+        var options = new GatehouseConfiguration(path, [], new Dictionary<string, string?>()).Load(errors);
+        Assert.Empty(errors);
+        Assert.NotNull(options);
+        Assert.Equal(Path.Combine(_directory.Path, "state"), options.DataDirectory);
+        Assert.Equal(IPAddress.Loopback, options.Edge.Address);
+        Assert.Equal(9443, options.Edge.HttpsPort);
+        Assert.Equal(9080, options.Edge.HttpPort);
+        Assert.Equal(TimeSpan.FromSeconds(5), options.Edge.HandshakeTimeout);
+        Assert.Equal(9444, options.Admin.Port);
+        Assert.Equal(TimeSpan.FromHours(12), options.LocalCa.LeafLifetime);
+        Assert.Equal(9090, options.WelcomePort);
+        var (site, sitePath) = Assert.Single(options.Sites);
+        Assert.Equal("sites:0", sitePath);
+        Assert.Equal("app.example.com", site.Id);
+        Assert.Equal(["app.example.com", "*.apps.example.com"], site.Hosts);
+        Assert.Equal(2, site.Backends.Count);
+    }
+
+    [Fact]
+    public void Load_ManyErrors_ReportsAllOfThemWithFileAndKey()
+    {
+        var unwritable = Path.Combine(_directory.Path, "file-not-dir");
+        File.WriteAllText(unwritable, "");
+        var path = Write($"""
+            dataDirectory: {unwritable}
+            edge: {"{"}httpsPort: 70000, httpPort: 8080, handshakeTimeout: soon{"}"}
+            admin: {"{"}port: 8080{"}"}
+            tls: {"{"}x: 1{"}"}
+            sites:
+              - hosts: [good.example, "bad..example"]
+                backends: [http://10.0.0.1]
+              - hosts: [good.example]
+                backends: ["not a url"]
+            """);
+        var errors = new List<string>();
+        var options = new GatehouseConfiguration(path, [], new Dictionary<string, string?>()).Load(errors);
+        Assert.Null(options);
+        string[] expected =
+        [
+            "gatehouse.yaml: tls: unknown key",
+            "gatehouse.yaml: dataDirectory: ",
+            "gatehouse.yaml: edge:httpsPort: '70000' is not a port number",
+            "gatehouse.yaml: edge:handshakeTimeout: 'soon' is not a duration",
+            "gatehouse.yaml: sites:0:hosts:1: 'bad..example' is not a valid host name",
+            "gatehouse.yaml: sites:1:hosts:0: 'good.example' is already claimed by sites:0",
+            "gatehouse.yaml: sites:1:backends:0: 'not a url' is not an absolute URL",
+            "gatehouse.yaml: admin:port: port 8080 is also used by edge:httpPort",
+        ];
+        foreach (var prefix in expected)
+        {
+            Assert.Contains(errors, e => e.StartsWith(prefix, StringComparison.Ordinal));
+        }
+
+        Assert.Equal(expected.Length, errors.Count);
+    }
+
+    [Fact]
+    public void Load_EnvironmentAndCommandLine_OverrideTheFileAndAreNamedInErrors()
+    {
+        var path = Write("edge: {httpsPort: 8443}\n");
+        var environment = new Dictionary<string, string?> { ["GATEHOUSE_EDGE__HTTPSPORT"] = "9445", ["GATEHOUSE_ADMIN__PORT"] = "x" };
+        var errors = new List<string>();
+        Assert.Null(new GatehouseConfiguration(path, ["--edge:httpPort=zero"], environment).Load(errors));
+        Assert.Contains("environment: admin:port: 'x' is not a port number (1–65535)", errors);
+        Assert.Contains("command line: edge:httpPort: 'zero' is not a port number (1–65535)", errors);
+
+        errors.Clear();
+        environment.Remove("GATEHOUSE_ADMIN__PORT");
+        var options = new GatehouseConfiguration(path, ["--edge:httpPort=9080"], environment).Load(errors);
+        Assert.Empty(errors);
+        Assert.Equal(9445, options!.Edge.HttpsPort);
+        Assert.Equal(9080, options.Edge.HttpPort);
+    }
+
+    [Theory]
+    [InlineData("edge: [unclosed", "line ")]
+    [InlineData("- just\n- a list\n", "top level must be a mapping")]
+    [InlineData("edge: {httpsPort: 1}\nEdge: {httpPort: 2}\n", "given twice")]
+    public void Load_BrokenYaml_SaysWhereAndWhat(string yaml, string expected)
+    {
+        var errors = new List<string>();
+        Assert.Null(new GatehouseConfiguration(Write(yaml), [], new Dictionary<string, string?>()).Load(errors));
+        var error = Assert.Single(errors);
+        Assert.Contains("gatehouse.yaml", error, StringComparison.Ordinal);
+        Assert.Contains(expected, error, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("7d", 7 * 24 * 3600)]
+    [InlineData("12h", 12 * 3600)]
+    [InlineData("30m", 1800)]
+    [InlineData("1.5s", 1.5)]
+    [InlineData("250ms", 0.25)]
+    [InlineData("1.00:00:00", 86400)]
+    public void Duration_TryParse_ReadsUnits(string text, double seconds)
+    {
+        Assert.True(Duration.TryParse(text, out var value));
+        Assert.Equal(seconds, value.TotalSeconds, 3);
+    }
+}

@@ -1,0 +1,72 @@
+using Gatehouse.Storage;
+using Gatehouse.Storage.Sqlite;
+using Microsoft.Data.Sqlite;
+
+namespace Gatehouse.Tests.Storage;
+
+/// <summary>The store contract against SQLite, plus what only the embedded store has (files, schema, compaction).</summary>
+public sealed class SqliteStoreContractTests : StoreContractTests, IDisposable
+{
+    private readonly TempDirectory _directory = new();
+
+    protected override Task<IStore> CreateStoreAsync() => Task.FromResult<IStore>(SqliteStore.Open(Path.Combine(_directory.Path, "store.db")));
+
+    public void Dispose() => _directory.Dispose();
+
+    [Fact]
+    public async Task Reopen_KeepsDataAndRevision()
+    {
+        var put = await PutAsync("/gatehouse/v1/test/kept", "yes");
+        await Store.DisposeAsync();
+        await using var reopened = SqliteStore.Open(Path.Combine(_directory.Path, "store.db"));
+        Assert.Equal("yes", Text(await reopened.GetAsync("/gatehouse/v1/test/kept")));
+        var next = await reopened.CommitAsync(new StoreTransaction().Put("/gatehouse/v1/test/next", Bytes("1")));
+        Assert.Equal(put.Revision + 1, next.Revision);
+    }
+
+    [Fact]
+    public async Task Watch_FromCompactedRevision_ThrowsCompacted()
+    {
+        var path = Path.Combine(_directory.Path, "compact.db");
+        await using var store = SqliteStore.Open(path, historyRevisions: 2);
+        var first = await store.CommitAsync(new StoreTransaction().Put("/gatehouse/v1/test/c", Bytes("1")));
+        for (var i = 0; i < 5; i++)
+        {
+            await store.CommitAsync(new StoreTransaction().Put("/gatehouse/v1/test/c", Bytes(i.ToString(System.Globalization.CultureInfo.InvariantCulture))));
+        }
+
+        var compactedTo = await store.CompactNowAsync();
+        Assert.True(compactedTo > first.Revision);
+        var ex = await Assert.ThrowsAsync<StoreCompactedException>(async () =>
+        {
+            await foreach (var _ in store.WatchAsync("/gatehouse/v1/test/", first.Revision))
+            {
+            }
+        });
+        Assert.Equal(compactedTo, ex.CompactedRevision);
+    }
+
+    [Fact]
+    public async Task Open_SchemaNewerThanThisBuild_IsRefusedWithClearError()
+    {
+        var path = Path.Combine(_directory.Path, "future.db");
+        await (await Task.FromResult(SqliteStore.Open(path))).DisposeAsync();
+        using (var connection = new SqliteConnection($"Data Source={path};Pooling=False"))
+        {
+            connection.Open();
+            using var command = connection.CreateCommand();
+            command.CommandText = "PRAGMA user_version = 99";
+            command.ExecuteNonQuery();
+        }
+
+        var ex = Assert.Throws<StoreUnavailableException>(() => SqliteStore.Open(path));
+        Assert.Contains("schema version 99", ex.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Open_UsesWriteAheadLog()
+    {
+        await PutAsync("/gatehouse/v1/test/wal", "1");
+        Assert.True(File.Exists(Path.Combine(_directory.Path, "store.db-wal")));
+    }
+}
