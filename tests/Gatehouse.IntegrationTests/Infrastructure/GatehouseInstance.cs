@@ -1,0 +1,241 @@
+using System.Collections.Concurrent;
+using System.Net;
+using System.Net.Security;
+using System.Net.Sockets;
+using System.Security.Cryptography.X509Certificates;
+using Gatehouse.Hosting;
+using Microsoft.Extensions.Logging;
+
+namespace Gatehouse.IntegrationTests.Infrastructure;
+
+/// <summary>
+/// A real Gatehouse server on loopback (Kestrel, SQLite, the local CA), with its own data directory and ports, and
+/// clients that reach it by name the way browsers do: the URL's host is the SNI name, the socket goes to 127.0.0.1.
+/// </summary>
+public sealed class GatehouseInstance : IAsyncDisposable
+{
+    private GatehouseServer? _server;
+
+    private GatehouseInstance(string directory, int httpsPort, int httpPort, int adminPort)
+    {
+        Directory = directory;
+        HttpsPort = httpsPort;
+        HttpPort = httpPort;
+        AdminPort = adminPort;
+    }
+
+    public string Directory { get; }
+
+    public string DataDirectory => Path.Combine(Directory, "data");
+
+    public string ConfigPath => Path.Combine(Directory, "gatehouse.yaml");
+
+    public int HttpsPort { get; }
+
+    public int HttpPort { get; }
+
+    public int AdminPort { get; }
+
+    public GatehouseServer Server => _server ?? throw new InvalidOperationException("not running");
+
+    /// <summary>Every log line the server wrote (formatted messages and exception text).</summary>
+    public ConcurrentQueue<string> Logs { get; } = new();
+
+    public X509Certificate2 Root => X509Certificate2.CreateFromPem(File.ReadAllText(Path.Combine(DataDirectory, "local-ca-root.pem")));
+
+    public string AdminToken => File.ReadAllText(Path.Combine(DataDirectory, "admin.token")).Trim();
+
+    /// <summary>Creates an instance in a new directory whose config has <paramref name="sitesYaml"/> (a YAML list).</summary>
+    public static async Task<GatehouseInstance> StartAsync(string sitesYaml = "[]", string extraYaml = "")
+    {
+        var directory = Path.Combine(Path.GetTempPath(), "gatehouse-it-" + Guid.NewGuid().ToString("N")[..12]);
+        System.IO.Directory.CreateDirectory(directory);
+        var instance = new GatehouseInstance(directory, Ports.Free(), Ports.Free(), Ports.Free());
+        instance.WriteConfig(sitesYaml, extraYaml);
+        await instance.RestartAsync();
+        return instance;
+    }
+
+    /// <summary>Writes the config file (the running server picks site changes up live).</summary>
+    public void WriteConfig(string sitesYaml, string extraYaml = "")
+    {
+        var yaml = $"""
+            dataDirectory: ./data
+            edge: {"{"}address: 127.0.0.1, httpsPort: {HttpsPort}, httpPort: {HttpPort}{"}"}
+            admin: {"{"}address: 127.0.0.1, port: {AdminPort}{"}"}
+            {extraYaml}
+            sites: {sitesYaml}
+
+            """;
+        var temp = ConfigPath + ".tmp";
+        File.WriteAllText(temp, yaml);
+        File.Move(temp, ConfigPath, overwrite: true);
+    }
+
+    /// <summary>Starts (again) on the same data directory.</summary>
+    public async Task RestartAsync()
+    {
+        if (_server is not null)
+        {
+            await _server.DisposeAsync();
+        }
+
+        var configuration = new GatehouseConfiguration(ConfigPath, [], new Dictionary<string, string?>());
+        var errors = new List<string>();
+        var options = configuration.Load(errors) ?? throw new InvalidOperationException(string.Join("\n", errors));
+        _server = await GatehouseServer.StartAsync(options, configuration, logging => logging.AddProvider(new ListLoggerProvider(Logs)));
+    }
+
+    public async Task StopAsync()
+    {
+        if (_server is not null)
+        {
+            await _server.DisposeAsync();
+            _server = null;
+        }
+    }
+
+    /// <summary>An HTTPS client for the edge that trusts only the local CA root.</summary>
+    public HttpClient EdgeClient(bool http2 = false) => Client(HttpsPort, http2);
+
+    /// <summary>A client for the admin API with (or without) the bearer token.</summary>
+    public HttpClient AdminClient(string? token = null, bool withToken = true)
+    {
+        var client = Client(AdminPort, false);
+        client.BaseAddress = new Uri($"https://localhost:{AdminPort}/");
+        if (withToken)
+        {
+            client.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", token ?? AdminToken);
+        }
+
+        return client;
+    }
+
+    /// <summary>A plain-HTTP client for the port-80 listener; does not follow redirects.</summary>
+    public HttpClient PlainClient() => new(new SocketsHttpHandler
+    {
+        AllowAutoRedirect = false,
+        ConnectCallback = (_, ct) => ConnectAsync(HttpPort, ct),
+    });
+
+    /// <summary>Completes a TLS handshake with SNI <paramref name="serverName"/>; the caller checks the result.</summary>
+    public async Task<SslStream> HandshakeAsync(string serverName, SslApplicationProtocol? alpn = null)
+    {
+        var tcp = new TcpClient();
+        await tcp.ConnectAsync(IPAddress.Loopback, HttpsPort);
+        var ssl = new SslStream(tcp.GetStream(), leaveInnerStreamOpen: false);
+        var root = Root;
+        await ssl.AuthenticateAsClientAsync(new SslClientAuthenticationOptions
+        {
+            TargetHost = serverName,
+            ApplicationProtocols = alpn is { } a ? [a] : null,
+            CertificateChainPolicy = TrustOnly(root),
+        });
+        return ssl;
+    }
+
+    /// <summary>Polls until <paramref name="condition"/> holds or <paramref name="timeout"/> passes.</summary>
+    public static async Task<bool> EventuallyAsync(Func<Task<bool>> condition, TimeSpan timeout)
+    {
+        var deadline = DateTime.UtcNow + timeout;
+        while (true)
+        {
+            if (await condition())
+            {
+                return true;
+            }
+
+            if (DateTime.UtcNow > deadline)
+            {
+                return false;
+            }
+
+            await Task.Delay(25);
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await StopAsync();
+        try
+        {
+            System.IO.Directory.Delete(Directory, recursive: true);
+        }
+        catch (IOException)
+        {
+        }
+    }
+
+    internal static X509ChainPolicy TrustOnly(X509Certificate2 root)
+    {
+        var policy = new X509ChainPolicy { TrustMode = X509ChainTrustMode.CustomRootTrust, RevocationMode = X509RevocationMode.NoCheck };
+        policy.CustomTrustStore.Add(root);
+        return policy;
+    }
+
+    private HttpClient Client(int port, bool http2)
+    {
+        var handler = new SocketsHttpHandler
+        {
+            AllowAutoRedirect = false,
+            PooledConnectionLifetime = TimeSpan.FromSeconds(1),
+            ConnectCallback = (_, ct) => ConnectAsync(port, ct),
+            SslOptions = new SslClientAuthenticationOptions { CertificateChainPolicy = TrustOnly(Root) },
+        };
+        var client = new HttpClient(handler) { Timeout = TimeSpan.FromSeconds(20) };
+        if (http2)
+        {
+            client.DefaultRequestVersion = HttpVersion.Version20;
+            client.DefaultVersionPolicy = HttpVersionPolicy.RequestVersionExact;
+        }
+
+        return client;
+    }
+
+    private static async ValueTask<Stream> ConnectAsync(int port, CancellationToken cancellationToken)
+    {
+        var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+        try
+        {
+            await socket.ConnectAsync(IPAddress.Loopback, port, cancellationToken);
+            return new NetworkStream(socket, ownsSocket: true);
+        }
+        catch
+        {
+            socket.Dispose();
+            throw;
+        }
+    }
+}
+
+/// <summary>Free loopback ports for the servers a test starts.</summary>
+public static class Ports
+{
+    public static int Free()
+    {
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        return ((IPEndPoint)listener.LocalEndpoint).Port;
+    }
+}
+
+/// <summary>Collects log lines, exceptions included, so tests can check what was (and was not) logged.</summary>
+internal sealed class ListLoggerProvider(ConcurrentQueue<string> lines) : ILoggerProvider
+{
+    public ILogger CreateLogger(string categoryName) => new ListLogger(categoryName, lines);
+
+    public void Dispose()
+    {
+    }
+
+    private sealed class ListLogger(string category, ConcurrentQueue<string> lines) : ILogger
+    {
+        public IDisposable? BeginScope<TState>(TState state)
+            where TState : notnull => null;
+
+        public bool IsEnabled(LogLevel logLevel) => logLevel >= LogLevel.Debug;
+
+        public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter) =>
+            lines.Enqueue($"{logLevel} {category}[{eventId.Id}] {formatter(state, exception)} {exception}");
+    }
+}
