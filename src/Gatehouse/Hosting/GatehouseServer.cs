@@ -203,6 +203,17 @@ public sealed class GatehouseServer : IAsyncDisposable
         }
 
         await app.StartAsync(cancellationToken);
+
+        // The admin listener's certificate comes from the manager like every other; start-up is done when it is there.
+        using (var adminReady = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken))
+        {
+            adminReady.CancelAfter(TimeSpan.FromSeconds(30));
+            while (cache.GetInternal(AdminCertificateId) is null)
+            {
+                await Task.Delay(10, adminReady.Token);
+            }
+        }
+
         HostingLog.Started(logger, options.Edge.Address.ToString(), options.Edge.HttpsPort, options.Edge.HttpPort, options.Admin.Port, options.DataDirectory);
         return server;
     }
