@@ -150,7 +150,7 @@ def report(work):
     w = out.append
     w("# TLS terminators: Gatehouse vs nginx — %s" % meta.get("date", "?"))
     w("")
-    w("- Machine: %s, %s cores, Linux %s; load average when the run started: %s." % (
+    w("- Machine: %s, %s cores, Linux %s; load average %s." % (
         meta.get("host_cpu", "?"), meta.get("ncpu", "?"), meta.get("kernel", "?"), meta.get("loadavg_start", "?")))
     w("- Software: nginx %s (Debian), %s, wrk %s, hsload built with %s, .NET SDK %s." % (
         meta.get("nginx", "?"), meta.get("openssl", "?"), meta.get("wrk", "?"), meta.get("go", "?"), meta.get("dotnet", "?")))
@@ -170,9 +170,15 @@ def report(work):
     w("- CPU = utime+stime of all the terminator's processes (/proc/PID/stat, nginx master + worker) across the measured run; "
       "memory = VmRSS (and PSS) summed over those processes, idle 2 s after it first answered 200 and 1 s after the load.")
     if "gatehouse" in terms and "nginx" in terms:
-        w("- Certificates: **same key type and chain depth, not the identical certificate.** nginx serves an openssl-made "
-          "ECDSA P-256 leaf (SAN localhost) with its P-256 intermediate (root P-256, not sent); Gatehouse serves the leaf "
-          "its built-in local CA issued (ECDSA P-256, root+intermediate chain). See the TLS table below.")
+        fps = [(tls.get(t) or {}).get("leaf_sha256") for t in ("nginx", "gatehouse")]
+        if fps[0] and fps[0] == fps[1]:
+            w("- Certificates: **the identical certificate** (same leaf SHA-256 fingerprint from both): an openssl-made "
+              "ECDSA P-256 leaf (SAN localhost) with its P-256 intermediate, root P-256.")
+        else:
+            w("- Certificates: **same key type and chain depth, not the identical certificate.** nginx serves an openssl-made "
+              "ECDSA P-256 leaf (SAN localhost) with its P-256 intermediate (root P-256, not sent); Gatehouse serves the leaf "
+              "its built-in local CA issued (ECDSA P-256, root+intermediate chain), because it cannot import one yet. "
+              "See the TLS table below.")
     w("")
     nreps = {t: len(good[t]) for t in terms}
     w("## Results (median (min–max) over valid repetitions: %s)" % ", ".join("%s %d" % (NAMES.get(t, t), nreps[t]) for t in terms))
@@ -209,7 +215,7 @@ def report(work):
     for key, label in (("protocol", "protocol"), ("cipher", "cipher (s_client)"), ("temp_key", "key exchange"),
                        ("peer_sig", "server signature"), ("verify", "chain verifies against its root"),
                        ("chain_certs_sent", "certificates sent"), ("chain_der_bytes", "certificate bytes sent (DER)"),
-                       ("chain", "chain sent")):
+                       ("chain", "chain sent"), ("leaf_sha256", "leaf SHA-256")):
         w("| %s | %s |" % (label, " | ".join(str((tls.get(t) or {}).get(key, "?")) for t in terms)))
     ciphers = {}
     for r in runs:

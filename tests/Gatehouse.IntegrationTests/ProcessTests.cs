@@ -1,0 +1,190 @@
+using System.Diagnostics;
+using System.Text.Json;
+using Gatehouse.IntegrationTests.Infrastructure;
+
+namespace Gatehouse.IntegrationTests;
+
+/// <summary>The real executable and real clients (curl, openssl s_client), the way the README uses them.</summary>
+public sealed class ProcessTests : IAsyncLifetime
+{
+    private readonly string _directory = Path.Combine(Path.GetTempPath(), "gatehouse-proc-" + Guid.NewGuid().ToString("N")[..12]);
+    private readonly int _https = Ports.Free();
+    private readonly int _http = Ports.Free();
+    private readonly int _admin = Ports.Free();
+    private readonly int _welcome = Ports.Free();
+
+    private string DataDirectory => Path.Combine(_directory, "data");
+
+    public Task InitializeAsync()
+    {
+        Directory.CreateDirectory(_directory);
+        return Task.CompletedTask;
+    }
+
+    public Task DisposeAsync()
+    {
+        Directory.Delete(_directory, recursive: true);
+        return Task.CompletedTask;
+    }
+
+    [Fact]
+    public async Task Serve_BadConfig_ExitsWith2AndListsEveryErrorAtOnce()
+    {
+        var config = Path.Combine(_directory, "bad.yaml");
+        await File.WriteAllTextAsync(config, """
+            edge: {httpsPort: 99999}
+            sites:
+              - hosts: ["a..example", "*.*.example"]
+                backends: [http://ok.example]
+              - hosts: [dup.example]
+                backends: [x]
+              - hosts: [DUP.example]
+                backends: [http://ok.example]
+            """);
+        var result = await RunAsync(["serve", "--config", config], TimeSpan.FromSeconds(60));
+        Assert.Equal(2, result.ExitCode);
+        Assert.Contains("5 error(s)", result.StandardError, StringComparison.Ordinal);
+        Assert.Contains("bad.yaml: edge:httpsPort: '99999' is not a port number", result.StandardError, StringComparison.Ordinal);
+        Assert.Contains("bad.yaml: sites:0:hosts:0: 'a..example'", result.StandardError, StringComparison.Ordinal);
+        Assert.Contains("bad.yaml: sites:0:hosts:1: '*.*.example'", result.StandardError, StringComparison.Ordinal);
+        Assert.Contains("bad.yaml: sites:1:backends:0: 'x' is not an absolute URL", result.StandardError, StringComparison.Ordinal);
+        Assert.Contains("bad.yaml: sites:2:hosts:0: 'dup.example' is already claimed by sites:1", result.StandardError, StringComparison.Ordinal);
+        Assert.False(File.Exists(Path.Combine(_directory, "data", "gatehouse.db")));
+    }
+
+    [Fact]
+    public async Task Quickstart_ServeThenCurlThenCli_WorksEndToEnd()
+    {
+        var config = Path.Combine(_directory, "gatehouse.yaml");
+        await File.WriteAllTextAsync(config, $$"""
+            dataDirectory: ./data
+            edge: {address: 127.0.0.1, httpsPort: {{_https}}, httpPort: {{_http}}}
+            admin: {address: 127.0.0.1, port: {{_admin}}}
+            welcome: {port: {{_welcome}}}
+            sites:
+              - hosts: [localhost]
+                backends: [http://127.0.0.1:{{_welcome}}]
+            """);
+        using var server = Start(["serve", "--config", config]);
+        try
+        {
+            var root = Path.Combine(DataDirectory, "local-ca-root.pem");
+            Assert.True(await GatehouseInstance.EventuallyAsync(async () => (await RunToolAsync("curl", ["-sS", "--cacert", root, $"https://localhost:{_https}/"])).ExitCode == 0, TimeSpan.FromSeconds(60)), "the sample site never answered");
+            var page = await RunToolAsync("curl", ["-sS", "--cacert", root, $"https://localhost:{_https}/"]);
+            Assert.Contains("Gatehouse is serving this site over HTTPS", page.StandardOutput, StringComparison.Ordinal);
+            Assert.Contains("X-Forwarded-Proto: https", page.StandardOutput, StringComparison.Ordinal);
+
+            var redirect = await RunToolAsync("curl", ["-sS", "-o", "/dev/null", "-w", "%{http_code} %{redirect_url}", $"http://localhost:{_http}/x"]);
+            Assert.Equal($"308 https://localhost:{_https}/x", redirect.StandardOutput);
+
+            var unknown = await RunToolAsync("openssl", ["s_client", "-connect", $"127.0.0.1:{_https}", "-servername", "unknown.example", "-brief"], stdin: "");
+            Assert.Contains("unrecognized name", unknown.StandardError + unknown.StandardOutput, StringComparison.OrdinalIgnoreCase);
+
+            var tls12 = await RunToolAsync("openssl", ["s_client", "-connect", $"127.0.0.1:{_https}", "-servername", "localhost", "-tls1_2", "-CAfile", root, "-verify_return_error", "-brief"], stdin: "");
+            Assert.Contains("Protocol version: TLSv1.2", tls12.StandardError + tls12.StandardOutput, StringComparison.Ordinal);
+
+            string[] cli = ["--admin", $"https://127.0.0.1:{_admin}", "--data", DataDirectory];
+            var add = await RunAsync(["sites", "add", "app.localhost", "--backend", $"http://127.0.0.1:{_welcome}", .. cli], TimeSpan.FromSeconds(60));
+            Assert.True(add.ExitCode == 0, add.StandardError);
+            Assert.Contains("Added site app.localhost", add.StandardOutput, StringComparison.Ordinal);
+
+            var list = await RunAsync(["sites", "list", "--json", .. cli], TimeSpan.FromSeconds(60));
+            var ids = JsonDocument.Parse(list.StandardOutput).RootElement.EnumerateArray().Select(s => s.GetProperty("id").GetString()).ToList();
+            Assert.Equal(["app.localhost", "localhost"], ids);
+
+            Assert.True(await GatehouseInstance.EventuallyAsync(async () =>
+            {
+                var certs = await RunAsync(["certs", "list", "--json", .. cli], TimeSpan.FromSeconds(60));
+                return JsonDocument.Parse(certs.StandardOutput).RootElement.EnumerateArray().Any(c => c.GetProperty("id").GetString() == "app.localhost" && c.GetProperty("served").GetBoolean());
+            }, TimeSpan.FromSeconds(10)));
+
+            var table = await RunAsync(["certs", "list", .. cli], TimeSpan.FromSeconds(60));
+            Assert.Contains("app.localhost", table.StandardOutput, StringComparison.Ordinal);
+
+            var invalid = await RunAsync(["sites", "add", "bad..name", "--backend", "nope", .. cli], TimeSpan.FromSeconds(60));
+            Assert.Equal(1, invalid.ExitCode);
+            Assert.Contains("site:hosts:0: 'bad..name' is not a valid host name", invalid.StandardError, StringComparison.Ordinal);
+
+            var remove = await RunAsync(["sites", "remove", "app.localhost", .. cli], TimeSpan.FromSeconds(60));
+            Assert.Equal(0, remove.ExitCode);
+
+            var unauthorized = await RunAsync(["sites", "list", .. cli], TimeSpan.FromSeconds(60), new() { ["GATEHOUSE_ADMIN_TOKEN"] = "wrong" });
+            Assert.Equal(1, unauthorized.ExitCode);
+            Assert.Contains("HTTP 401", unauthorized.StandardError, StringComparison.Ordinal);
+        }
+        finally
+        {
+            if (!server.HasExited)
+            {
+                await RunToolAsync("kill", ["-TERM", server.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)]);
+            }
+
+            using var stopped = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+            await server.WaitForExitAsync(stopped.Token);
+        }
+
+        Assert.Equal(0, server.ExitCode); // SIGTERM stops cleanly
+    }
+
+    private static string GatehouseDll => Path.Combine(AppContext.BaseDirectory, "gatehouse.dll");
+
+    private Process Start(string[] args, Dictionary<string, string>? environment = null)
+    {
+        var start = new ProcessStartInfo("dotnet") { WorkingDirectory = _directory, RedirectStandardOutput = true, RedirectStandardError = true, RedirectStandardInput = true };
+        start.ArgumentList.Add(GatehouseDll);
+        foreach (var arg in args)
+        {
+            start.ArgumentList.Add(arg);
+        }
+
+        foreach (var (key, value) in environment ?? [])
+        {
+            start.Environment[key] = value;
+        }
+
+        var process = Process.Start(start)!;
+        process.OutputDataReceived += (_, _) => { };
+        process.ErrorDataReceived += (_, _) => { };
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+        return process;
+    }
+
+    private Task<ToolResult> RunAsync(string[] args, TimeSpan timeout, Dictionary<string, string>? environment = null) =>
+        RunToolAsync("dotnet", [GatehouseDll, .. args], timeout: timeout, environment: environment);
+
+    private async Task<ToolResult> RunToolAsync(string tool, string[] args, string? stdin = null, TimeSpan? timeout = null, Dictionary<string, string>? environment = null)
+    {
+        var start = new ProcessStartInfo(tool) { WorkingDirectory = _directory, RedirectStandardOutput = true, RedirectStandardError = true, RedirectStandardInput = true };
+        foreach (var arg in args)
+        {
+            start.ArgumentList.Add(arg);
+        }
+
+        foreach (var (key, value) in environment ?? [])
+        {
+            start.Environment[key] = value;
+        }
+
+        start.Environment["COLUMNS"] = "200";
+        using var process = Process.Start(start)!;
+        var output = process.StandardOutput.ReadToEndAsync();
+        var error = process.StandardError.ReadToEndAsync();
+        await process.StandardInput.WriteAsync(stdin ?? "");
+        process.StandardInput.Close();
+        using var cts = new CancellationTokenSource(timeout ?? TimeSpan.FromSeconds(30));
+        try
+        {
+            await process.WaitForExitAsync(cts.Token);
+        }
+        catch (OperationCanceledException)
+        {
+            process.Kill(entireProcessTree: true);
+            throw new TimeoutException($"{tool} {string.Join(' ', args)} did not finish in time");
+        }
+
+        return new ToolResult(process.ExitCode, await output, await error);
+    }
+
+    private sealed record ToolResult(int ExitCode, string StandardOutput, string StandardError);
+}
