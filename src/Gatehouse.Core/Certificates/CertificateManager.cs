@@ -41,6 +41,9 @@ public sealed class CertificateManager : BackgroundService
     private readonly CertificateManagerOptions _options;
     private readonly ILogger<CertificateManager> _logger;
 
+    /// <summary>When to decide again about a certificate after work on it ended without a newer record arriving.</summary>
+    private static readonly TimeSpan RecheckAfterRun = TimeSpan.FromSeconds(1);
+
     private readonly Lock _gate = new();
     private readonly HashSet<string> _dirty = new(StringComparer.Ordinal);
     private readonly PriorityQueue<string, DateTimeOffset> _queue = new();
@@ -177,17 +180,21 @@ public sealed class CertificateManager : BackgroundService
         var due = new List<(CertificateDemand, MirrorItem<CertificateRecord>?)>();
         lock (_gate)
         {
+            var deferred = new List<string>();
             foreach (var id in _dirty)
             {
-                _scheduled.Remove(id);
-                if (!_running.Contains(id))
+                if (_running.Contains(id))
                 {
-                    _queue.Enqueue(id, now); // decide below, in due-time order with the rest
-                    _scheduled[id] = now;
+                    deferred.Add(id); // decided again once the running work ends
+                    continue;
                 }
+
+                _queue.Enqueue(id, now); // decide below, in due-time order with the rest
+                _scheduled[id] = now;
             }
 
             _dirty.Clear();
+            _dirty.UnionWith(deferred);
             while (_queue.TryPeek(out var id, out var at) && at <= now)
             {
                 _queue.Dequeue();
@@ -277,16 +284,15 @@ public sealed class CertificateManager : BackgroundService
         }
         finally
         {
+            // What this run wrote comes back through the mirror and is decided again then, on fresh data. The
+            // scheduled look covers runs that wrote nothing (the mirror was behind, or another instance was first),
+            // without spinning on a stale snapshot.
+            var at = retryAt ?? _time.GetUtcNow() + RecheckAfterRun;
             lock (_gate)
             {
                 _running.Remove(demand.Id);
-                _dirty.Add(demand.Id);
-                if (retryAt is { } at)
-                {
-                    _dirty.Remove(demand.Id);
-                    _scheduled[demand.Id] = at;
-                    _queue.Enqueue(demand.Id, at);
-                }
+                _scheduled[demand.Id] = at;
+                _queue.Enqueue(demand.Id, at);
             }
 
             concurrency.Release();

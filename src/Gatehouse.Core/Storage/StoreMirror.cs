@@ -88,8 +88,9 @@ public sealed class StoreMirror<T>
             {
                 StoreMirrorLog.Reloading(_logger, _prefix, ex.CompactedRevision);
             }
-            catch (Exception ex) when (ex is StoreUnavailableException or ObjectDisposedException or IOException)
+            catch (Exception ex)
             {
+                // Whatever went wrong, the mirror keeps its last snapshot and tries again: it must never die.
                 failures++;
                 var delay = TimeSpan.FromMilliseconds(Math.Min(MaxRetryDelay.TotalMilliseconds, 100 * Math.Pow(2, Math.Min(failures, 10))));
                 StoreMirrorLog.StoreUnavailable(_logger, _prefix, delay, ex.Message);

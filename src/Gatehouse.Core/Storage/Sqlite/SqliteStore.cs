@@ -73,12 +73,14 @@ public sealed class SqliteStore : IStore
     {
         StoreKeys.Validate(key);
         cancellationToken.ThrowIfCancellationRequested();
-        using var connection = OpenConnection();
-        using var command = connection.CreateCommand();
-        command.CommandText = "SELECT key, value, create_rev, mod_rev, version, lease FROM kv WHERE key = $key";
-        command.Parameters.AddWithValue("$key", key);
-        using var reader = command.ExecuteReader();
-        return ValueTask.FromResult(reader.Read() ? ReadEntry(reader) : null);
+        return ValueTask.FromResult(Read(connection =>
+        {
+            using var command = connection.CreateCommand();
+            command.CommandText = "SELECT key, value, create_rev, mod_rev, version, lease FROM kv WHERE key = $key";
+            command.Parameters.AddWithValue("$key", key);
+            using var reader = command.ExecuteReader();
+            return reader.Read() ? ReadEntry(reader) : null;
+        }));
     }
 
     /// <inheritdoc />
@@ -86,7 +88,11 @@ public sealed class SqliteStore : IStore
     {
         StoreKeys.Validate(prefix);
         cancellationToken.ThrowIfCancellationRequested();
-        using var connection = OpenConnection();
+        return ValueTask.FromResult(Read(connection => List(connection, prefix)));
+    }
+
+    private static StoreRange List(SqliteConnection connection, string prefix)
+    {
         using var transaction = connection.BeginTransaction(deferred: true);
         var revision = SqliteSchema.ReadRevision(connection, transaction);
         using var command = connection.CreateCommand();
@@ -103,7 +109,7 @@ public sealed class SqliteStore : IStore
         }
 
         transaction.Commit();
-        return ValueTask.FromResult(new StoreRange(entries, revision));
+        return new StoreRange(entries, revision);
     }
 
     /// <inheritdoc />
@@ -179,7 +185,8 @@ public sealed class SqliteStore : IStore
         while (true)
         {
             var signal = Volatile.Read(ref _changed).Task;
-            var batch = ReadHistory(prefix, last);
+            var after = last;
+            var batch = Read(connection => ReadHistory(connection, prefix, after));
             foreach (var change in batch)
             {
                 last = change.Revision;
@@ -345,9 +352,8 @@ public sealed class SqliteStore : IStore
         }
     }
 
-    private List<StoreEvent> ReadHistory(string prefix, long afterRevision)
+    private static List<StoreEvent> ReadHistory(SqliteConnection connection, string prefix, long afterRevision)
     {
-        using var connection = OpenConnection();
         using var tx = connection.BeginTransaction(deferred: true);
         var compacted = SqliteSchema.ReadCompacted(connection, tx);
         if (afterRevision < compacted)
@@ -540,17 +546,21 @@ public sealed class SqliteStore : IStore
         command.Parameters.AddWithValue("$to", string.Concat(prefix.AsSpan(0, prefix.Length - 1), ((char)(prefix[^1] + 1)).ToString()));
     }
 
-    private T Write<T>(Func<SqliteConnection, T> action)
+    private T Write<T>(Func<SqliteConnection, T> action) => Run(action, "written");
+
+    private T Read<T>(Func<SqliteConnection, T> action) => Run(action, "read");
+
+    private T Run<T>(Func<SqliteConnection, T> action, string verb)
     {
         try
         {
             using var connection = OpenConnection();
             return action(connection);
         }
-        catch (SqliteException ex) when (ex.SqliteErrorCode is 5 or 6 or 10 or 13 or 14)
+        catch (SqliteException ex) when (ex.SqliteErrorCode is 5 or 6 or 10 or 11 or 13 or 14 or 26)
         {
-            // BUSY, LOCKED, IOERR, FULL, CANTOPEN: the store cannot take writes now.
-            throw new StoreUnavailableException($"The SQLite store '{Path}' cannot be written: {ex.Message}", ex);
+            // BUSY, LOCKED, IOERR, CORRUPT, FULL, CANTOPEN, NOTADB: the store cannot serve now.
+            throw new StoreUnavailableException($"The SQLite store '{Path}' cannot be {verb}: {ex.Message}", ex);
         }
     }
 
