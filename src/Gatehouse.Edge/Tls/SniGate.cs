@@ -42,14 +42,14 @@ public sealed class SniGate(CertificateCache cache, ILogger<SniGate> logger, Tim
         var input = connection.Transport.Input;
         ClientHelloInfo hello;
         ClientHelloStatus status;
+        // A closed connection completes the read by itself; only the timeout needs a token.
         using (var timeout = new CancellationTokenSource(helloTimeout))
-        using (var linked = CancellationTokenSource.CreateLinkedTokenSource(timeout.Token, connection.ConnectionClosed))
         {
             try
             {
                 while (true)
                 {
-                    var result = await input.ReadAsync(linked.Token);
+                    var result = await input.ReadAsync(timeout.Token);
                     var buffer = result.Buffer;
                     status = ClientHello.TryParse(buffer, out hello);
                     if (status == ClientHelloStatus.NeedMoreData && !result.IsCompleted && buffer.Length < ClientHello.MaxHandshakeLength * 2)

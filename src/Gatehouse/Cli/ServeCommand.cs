@@ -59,6 +59,18 @@ internal static class ServeCommand
         return command;
     }
 
+    /// <summary>How this executable was started, so the hints can be pasted as they are.</summary>
+    private static string Self()
+    {
+        var process = Environment.ProcessPath ?? "gatehouse";
+        if (Path.GetFileNameWithoutExtension(process) == "dotnet")
+        {
+            return "dotnet " + Path.GetRelativePath(Directory.GetCurrentDirectory(), Path.Combine(AppContext.BaseDirectory, "gatehouse.dll"));
+        }
+
+        return Path.GetRelativePath(Directory.GetCurrentDirectory(), process);
+    }
+
     private static void PrintWelcome(GatehouseOptions options)
     {
         var host = options.Sites.Count > 0 ? options.Sites[0].Site.Hosts[0].Replace("*.", "www.", StringComparison.Ordinal) : "<your-site>";
@@ -70,7 +82,7 @@ internal static class ServeCommand
               Try:        curl --cacert {root} https://{host}{port}/
               Trust this root certificate for the local CA: {options.LocalCaRootPath}
               Admin API:  https://{options.Admin.Address}:{options.Admin.Port}/ (token in {options.AdminTokenPath})
-              Add a site: gatehouse sites add app.localhost --backend http://127.0.0.1:3000 --data {options.DataDirectory}
+              Add a site: {Self()} sites add app.localhost --backend http://127.0.0.1:3000 --data {Path.GetRelativePath(Directory.GetCurrentDirectory(), options.DataDirectory)}
             Press Ctrl-C to stop.
 
             """);
