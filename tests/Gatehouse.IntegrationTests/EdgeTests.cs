@@ -102,18 +102,6 @@ public sealed class EdgeTests : IAsyncLifetime
     }
 
     [Fact]
-    public async Task Handshake_Tls11_IsRefused()
-    {
-        using var tcp = new TcpClient();
-        await tcp.ConnectAsync(IPAddress.Loopback, _gatehouse.HttpsPort);
-        await using var ssl = new SslStream(tcp.GetStream());
-#pragma warning disable SYSLIB0039, CA5397 // the point is that the server refuses it
-        var options = new SslClientAuthenticationOptions { TargetHost = "app.test", EnabledSslProtocols = SslProtocols.Tls11, CertificateChainPolicy = GatehouseInstance.TrustOnly(_gatehouse.Root) };
-#pragma warning restore SYSLIB0039, CA5397
-        await Assert.ThrowsAnyAsync<Exception>(() => ssl.AuthenticateAsClientAsync(options));
-    }
-
-    [Fact]
     public async Task Request_ReachesBackend_WithForwardedHeadersSetAndClientCopiesReplaced()
     {
         using var client = _gatehouse.EdgeClient();

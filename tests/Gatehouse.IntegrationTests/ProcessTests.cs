@@ -83,6 +83,12 @@ public sealed class ProcessTests : IAsyncLifetime
             var tls12 = await RunToolAsync("openssl", ["s_client", "-connect", $"127.0.0.1:{_https}", "-servername", "localhost", "-tls1_2", "-CAfile", root, "-verify_return_error", "-brief"], stdin: "");
             Assert.Contains("Protocol version: TLSv1.2", tls12.StandardError + tls12.StandardOutput, StringComparison.Ordinal);
 
+            // The server itself refuses TLS 1.1 (alert protocol_version) and non-AEAD suites, whatever the client offers.
+            var tls11 = await RunToolAsync("openssl", ["s_client", "-connect", $"127.0.0.1:{_https}", "-servername", "localhost", "-tls1_1", "-cipher", "DEFAULT@SECLEVEL=0", "-brief"], stdin: "");
+            Assert.Contains("alert protocol version", tls11.StandardError + tls11.StandardOutput, StringComparison.Ordinal);
+            var cbc = await RunToolAsync("openssl", ["s_client", "-connect", $"127.0.0.1:{_https}", "-servername", "localhost", "-tls1_2", "-cipher", "ECDHE-ECDSA-AES128-SHA256", "-brief"], stdin: "");
+            Assert.Contains("alert handshake failure", cbc.StandardError + cbc.StandardOutput, StringComparison.Ordinal);
+
             string[] cli = ["--admin", $"https://127.0.0.1:{_admin}", "--data", DataDirectory];
             var add = await RunAsync(["sites", "add", "app.localhost", "--backend", $"http://127.0.0.1:{_welcome}", .. cli], TimeSpan.FromSeconds(60));
             Assert.True(add.ExitCode == 0, add.StandardError);

@@ -343,6 +343,7 @@ public sealed class CertificateManager : BackgroundService
         return (current ?? new CertificateRecord { Id = demand.Id, Names = demand.Names }) with
         {
             Names = current?.HasChain == true ? current.Names : demand.Names,
+            AttemptedNames = demand.Names,
             Status = CertificateStatus.Failing,
             LastError = error,
             ConsecutiveFailures = failures,

@@ -36,6 +36,10 @@ public sealed record CertificateRecord
     /// <summary>The last failure, for people (the issuer's own words, never key material).</summary>
     public string? LastError { get; init; }
 
+    /// <summary>The names the last failed attempt asked for (they can differ from <see cref="Names"/>, which follow
+    /// the chain that is still served).</summary>
+    public IReadOnlyList<string>? AttemptedNames { get; init; }
+
     /// <summary>Failures in a row since the last success.</summary>
     public int ConsecutiveFailures { get; init; }
 

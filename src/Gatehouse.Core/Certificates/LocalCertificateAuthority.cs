@@ -92,19 +92,12 @@ public sealed class LocalCertificateAuthority(IStore store, EnvelopeCipher ciphe
             throw new IssuanceException($"The certificate signing request for '{request.CertificateId}' is invalid: {ex.Message}", retryable: false, innerException: ex);
         }
 
-        var entry = await store.GetAsync(StoreKeys.LocalCaIntermediate, cancellationToken)
-            ?? throw new IssuanceException("The local CA has not been created yet.", retryable: true);
-        var record = CoreJson.Deserialize<LocalCaRecord>(entry);
+        var now = time.GetUtcNow();
+        var record = await CurrentIntermediateAsync(now, cancellationToken);
         using var intermediate = X509Certificate2.CreateFromPem(record.CertificatePem);
         using var intermediateKey = OpenKey(StoreKeys.LocalCaIntermediate, record.SealedKey);
-
-        var now = time.GetUtcNow();
         var notBefore = now - ClockSkewAllowance;
         var notAfter = now + options.LeafLifetime;
-        if (notAfter > intermediate.NotAfter)
-        {
-            notAfter = intermediate.NotAfter;
-        }
 
         var firstName = request.Names[0];
         var subject = firstName.Length <= 64 ? new X500DistinguishedName("CN=" + firstName) : new X500DistinguishedName("");
@@ -131,6 +124,47 @@ public sealed class LocalCertificateAuthority(IStore store, EnvelopeCipher ciphe
 
         using var issued = leaf.Create(intermediate.SubjectName, X509SignatureGenerator.CreateForECDsa(intermediateKey), notBefore, notAfter, NewSerial());
         return new IssuedChain(issued.ExportCertificatePem() + "\n" + record.CertificatePem);
+    }
+
+    /// <summary>The intermediate to sign with; replaced by a new one (signed by the root) when it has less than two
+    /// leaf lifetimes left, so every leaf gets its full lifetime and issuance never stops at its expiry.</summary>
+    private async Task<LocalCaRecord> CurrentIntermediateAsync(DateTimeOffset now, CancellationToken cancellationToken)
+    {
+        var entry = await store.GetAsync(StoreKeys.LocalCaIntermediate, cancellationToken)
+            ?? throw new IssuanceException("The local CA has not been created yet.", retryable: true);
+        var record = CoreJson.Deserialize<LocalCaRecord>(entry);
+        using (var current = X509Certificate2.CreateFromPem(record.CertificatePem))
+        {
+            if (current.NotAfter.ToUniversalTime() - now.UtcDateTime > 2 * options.LeafLifetime)
+            {
+                return record;
+            }
+        }
+
+        var rootEntry = await store.GetAsync(StoreKeys.LocalCaRoot, cancellationToken)
+            ?? throw new IssuanceException("The local CA's root is missing from the store.", retryable: false);
+        var rootRecord = CoreJson.Deserialize<LocalCaRecord>(rootEntry);
+        using var root = X509Certificate2.CreateFromPem(rootRecord.CertificatePem);
+        if (root.NotAfter.ToUniversalTime() - now.UtcDateTime < 2 * options.LeafLifetime)
+        {
+            throw new IssuanceException($"The local CA's root expires at {root.NotAfter:u}; create a new local CA.", retryable: false);
+        }
+
+        using var rootKey = OpenKey(StoreKeys.LocalCaRoot, rootRecord.SealedKey);
+        using var newKey = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        var label = Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(3));
+        using var next = CreateCaCertificate($"CN=Gatehouse Local Intermediate CA {label}, O=Gatehouse", newKey, root, rootKey, now - ClockSkewAllowance, now + options.IntermediateLifetime, pathLength: 0);
+        var nextRecord = new LocalCaRecord(next.ExportCertificatePem(), Seal(StoreKeys.LocalCaIntermediate, newKey));
+        var result = await store.CommitAsync(
+            new StoreTransaction().If(StoreCondition.Unchanged(StoreKeys.LocalCaIntermediate, entry.ModRevision)).Put(StoreKeys.LocalCaIntermediate, CoreJson.Serialize(nextRecord)),
+            cancellationToken);
+        if (!result.Succeeded)
+        {
+            return await CurrentIntermediateAsync(now, cancellationToken); // another instance rotated it first
+        }
+
+        LocalCaLog.IntermediateRotated(logger, next.Subject, next.NotAfter);
+        return nextRecord;
     }
 
     private X509Certificate2 CreateCaCertificate(string subject, ECDsa key, X509Certificate2? issuer, ECDsa? issuerKey, DateTimeOffset notBefore, DateTimeOffset notAfter, int pathLength)
@@ -186,6 +220,9 @@ public sealed class LocalCertificateAuthority(IStore store, EnvelopeCipher ciphe
 
 internal static partial class LocalCaLog
 {
+    [LoggerMessage(EventId = 2002, Level = LogLevel.Information, Message = "Rotated the local CA's intermediate: {Subject}, valid until {NotAfter:u}")]
+    public static partial void IntermediateRotated(ILogger logger, string subject, DateTime notAfter);
+
     [LoggerMessage(EventId = 2001, Level = LogLevel.Information, Message = "Created the local CA {Subject} (SHA-1 {Thumbprint}), valid until {NotAfter:u}")]
     public static partial void Created(ILogger logger, string subject, string thumbprint, DateTime notAfter);
 }

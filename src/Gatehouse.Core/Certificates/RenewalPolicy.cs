@@ -65,9 +65,9 @@ public static class RenewalPolicy
             return new(RenewalAction.Wait, record.RenewAfter!.Value, "valid");
         }
 
-        // A failure whose retry time has not come holds back any issuance for the same names; a change of names
-        // is a new request and goes now.
-        if (failing && SameNames(demand.Names, record.Names))
+        // A failure whose retry time has not come holds back another attempt for the same names; a change of names
+        // since that attempt is a new request and goes now.
+        if (failing && SameNames(demand.Names, record.AttemptedNames ?? record.Names))
         {
             return new(RenewalAction.Wait, record.RetryAfter!.Value, $"{reason}; retrying after the last failure");
         }

@@ -19,7 +19,7 @@ namespace Gatehouse.Keys;
 /// </code>
 /// The data key is wrapped with associated data <c>"gatehouse-dek-v1" ‖ bytes[0, 6+n) ‖ record key</c>, which
 /// authenticates the version, the master key id and version, and binds the key to its record. The payload is
-/// encrypted with associated data <c>"gatehouse-payload-v1" ‖ record key</c>: it does not cover the master key
+/// encrypted with associated data <c>"gatehouse-payload-v1" ‖ 0x01 ‖ record key</c>: it does not cover the master key
 /// header, so a rewrap replaces header and wrapped key and leaves the payload bytes as they are.
 /// </summary>
 internal readonly ref struct Envelope

@@ -3,13 +3,18 @@ using System.Security.Cryptography;
 namespace Gatehouse.Keys;
 
 /// <summary>A master key held in process memory: AES-256-GCM key wrapping (nonce 12 | wrapped key | tag 16).</summary>
+/// <remarks>
+/// <see cref="AesGcm"/> instances are not safe for concurrent use, so each call makes its own; the key bytes live in
+/// a pinned array (never copied by the GC) that is zeroed on dispose.
+/// </remarks>
 public sealed class SoftwareMasterKey : IMasterKey
 {
     public const int KeySize = 32;
     private const int NonceSize = 12;
     private const int TagSize = 16;
 
-    private readonly AesGcm _aes;
+    private readonly byte[] _key;
+    private int _disposed;
 
     /// <summary>Takes a copy of <paramref name="key"/>; the caller zeroes its own copy.</summary>
     public SoftwareMasterKey(string id, uint version, ReadOnlySpan<byte> key)
@@ -22,7 +27,8 @@ public sealed class SoftwareMasterKey : IMasterKey
         _ = Envelope.EncodeHeader(id, version); // validates the id
         Id = id;
         Version = version;
-        _aes = new AesGcm(key, TagSize);
+        _key = GC.AllocateUninitializedArray<byte>(KeySize, pinned: true);
+        key.CopyTo(_key);
     }
 
     public string Id { get; }
@@ -34,7 +40,8 @@ public sealed class SoftwareMasterKey : IMasterKey
         var wrapped = new byte[NonceSize + dataKey.Length + TagSize];
         var nonce = wrapped.AsSpan(0, NonceSize);
         RandomNumberGenerator.Fill(nonce);
-        _aes.Encrypt(nonce, dataKey, wrapped.AsSpan(NonceSize, dataKey.Length), wrapped.AsSpan(NonceSize + dataKey.Length), associatedData);
+        using var aes = CreateCipher();
+        aes.Encrypt(nonce, dataKey, wrapped.AsSpan(NonceSize, dataKey.Length), wrapped.AsSpan(NonceSize + dataKey.Length), associatedData);
         return wrapped;
     }
 
@@ -47,7 +54,8 @@ public sealed class SoftwareMasterKey : IMasterKey
 
         try
         {
-            _aes.Decrypt(wrappedKey[..NonceSize], wrappedKey.Slice(NonceSize, dataKey.Length), wrappedKey[^TagSize..], dataKey, associatedData);
+            using var aes = CreateCipher();
+            aes.Decrypt(wrappedKey[..NonceSize], wrappedKey.Slice(NonceSize, dataKey.Length), wrappedKey[^TagSize..], dataKey, associatedData);
             return true;
         }
         catch (AuthenticationTagMismatchException)
@@ -57,5 +65,17 @@ public sealed class SoftwareMasterKey : IMasterKey
         }
     }
 
-    public void Dispose() => _aes.Dispose();
+    public void Dispose()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) == 0)
+        {
+            CryptographicOperations.ZeroMemory(_key);
+        }
+    }
+
+    private AesGcm CreateCipher()
+    {
+        ObjectDisposedException.ThrowIf(_disposed != 0, this);
+        return new AesGcm(_key, TagSize);
+    }
 }

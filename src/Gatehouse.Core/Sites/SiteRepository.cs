@@ -72,13 +72,22 @@ public sealed class SiteRepository(IStore store)
                 return errors;
             }
 
-            foreach (var oldHost in existing?.Hosts.Except(site.Hosts, StringComparer.Ordinal) ?? [])
-            {
-                transaction.Delete(StoreKeys.HostClaim(oldHost));
-            }
-
             if ((await store.CommitAsync(transaction, cancellationToken)).Succeeded)
             {
+                // Hosts the site gave up are released afterwards (one transaction holds at most 128 operations;
+                // a site and its claims fit, claims and releases together may not).
+                var released = existing?.Hosts.Except(site.Hosts, StringComparer.Ordinal).ToList() ?? [];
+                if (released.Count > 0)
+                {
+                    var release = new StoreTransaction();
+                    foreach (var host in released)
+                    {
+                        release.Delete(StoreKeys.HostClaim(host));
+                    }
+
+                    await store.CommitAsync(release, cancellationToken);
+                }
+
                 return errors;
             }
 
@@ -175,11 +184,15 @@ public sealed class SiteRepository(IStore store)
             .Delete(StoreKeys.Site(site.Id));
         foreach (var host in site.Hosts)
         {
-            transaction.Delete(StoreKeys.HostClaim(host));
+            transaction.Delete(StoreKeys.HostClaim(host)); // at most 1 + 100 operations
         }
 
         return (await store.CommitAsync(transaction, cancellationToken)).Succeeded;
     }
+
+    /// <summary>Whether a site with this id exists.</summary>
+    public async Task<bool> ExistsAsync(string siteId, CancellationToken cancellationToken) =>
+        await store.GetAsync(StoreKeys.Site(siteId), cancellationToken) is not null;
 
     private static string Describe(SiteSource source) => source == SiteSource.Config ? "in the config file" : "through the admin API";
 }

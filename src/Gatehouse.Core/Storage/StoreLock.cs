@@ -75,9 +75,9 @@ public sealed class StoreLock : IAsyncDisposable
         {
             return;
         }
-        catch (Exception ex) when (ex is StoreUnavailableException or ObjectDisposedException)
+        catch (Exception)
         {
-            // The lease may expire while the store is away: treat the lock as lost.
+            // The lease may expire while the store is away (or the keep-alive failed otherwise): the lock is lost.
         }
 
         await _lost.CancelAsync();
@@ -92,7 +92,7 @@ public sealed class StoreLock : IAsyncDisposable
         {
             await _store.RevokeLeaseAsync(_leaseId, CancellationToken.None);
         }
-        catch (Exception ex) when (ex is StoreUnavailableException or ObjectDisposedException)
+        catch (Exception)
         {
             // The lease ends by itself when its TTL runs out.
         }

@@ -46,14 +46,14 @@ public sealed class StoreMirror<T>
     /// right away if a snapshot is already loaded.</summary>
     public void Subscribe(Action<MirrorSnapshot<T>> onChange)
     {
+        // Under the publish lock: the new subscriber gets the current snapshot before any newer one.
         lock (_subscribers)
         {
             _subscribers.Add(onChange);
-        }
-
-        if (_loaded.Task.IsCompleted)
-        {
-            onChange(_current);
+            if (_loaded.Task.IsCompleted)
+            {
+                onChange(_current);
+            }
         }
     }
 
@@ -162,22 +162,19 @@ public sealed class StoreMirror<T>
 
     private void Publish(MirrorSnapshot<T> snapshot)
     {
-        _current = snapshot;
-        Action<MirrorSnapshot<T>>[] subscribers;
         lock (_subscribers)
         {
-            subscribers = [.. _subscribers];
-        }
-
-        foreach (var subscriber in subscribers)
-        {
-            try
+            _current = snapshot;
+            foreach (var subscriber in _subscribers)
             {
-                subscriber(snapshot);
-            }
-            catch (Exception ex)
-            {
-                StoreMirrorLog.SubscriberFailed(_logger, _prefix, ex);
+                try
+                {
+                    subscriber(snapshot);
+                }
+                catch (Exception ex)
+                {
+                    StoreMirrorLog.SubscriberFailed(_logger, _prefix, ex);
+                }
             }
         }
     }

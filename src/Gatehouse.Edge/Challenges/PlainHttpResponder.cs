@@ -29,11 +29,8 @@ public sealed class PlainHttpResponder(IStore store, int httpsPort)
             return;
         }
 
+        // HostString.Host keeps an IPv6 literal's brackets, so the authority is the host as given plus the port.
         var authority = httpsPort == 443 ? host : $"{host}:{httpsPort}";
-        if (host.Contains(':', StringComparison.Ordinal))
-        {
-            authority = httpsPort == 443 ? $"[{host}]" : $"[{host}]:{httpsPort}";
-        }
 
         context.Response.StatusCode = StatusCodes.Status308PermanentRedirect;
         context.Response.Headers.Location = $"https://{authority}{request.PathBase}{request.Path}{request.QueryString}";

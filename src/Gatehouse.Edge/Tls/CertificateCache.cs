@@ -22,7 +22,11 @@ public sealed class ServedCertificate
         NotAfter = notAfter;
         Leaf = leaf;
         Options = options;
+        Feature = new ServedCertificateFeature(this);
     }
+
+    /// <summary>The connection feature that carries this certificate from the SNI gate to the handshake.</summary>
+    public ServedCertificateFeature Feature { get; }
 
     /// <summary>The certificate (= site) id.</summary>
     public string Id { get; }

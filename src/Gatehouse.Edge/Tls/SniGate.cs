@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.IO.Pipelines;
 using Microsoft.AspNetCore.Connections;
 using Microsoft.AspNetCore.Server.Kestrel.Https;
@@ -5,13 +6,11 @@ using Microsoft.Extensions.Logging;
 
 namespace Gatehouse.Edge.Tls;
 
-/// <summary>The certificate chosen for a connection by <see cref="SniGate"/>.</summary>
-public sealed class ServedCertificateFeature(ServedCertificate certificate, string serverName)
+/// <summary>The certificate chosen for a connection by <see cref="SniGate"/> (one instance per certificate,
+/// shared by its connections).</summary>
+public sealed class ServedCertificateFeature(ServedCertificate certificate)
 {
     public ServedCertificate Certificate { get; } = certificate;
-
-    /// <summary>The SNI name the client asked for.</summary>
-    public string ServerName { get; } = serverName;
 }
 
 /// <summary>
@@ -51,6 +50,12 @@ public sealed class SniGate(CertificateCache cache, ILogger<SniGate> logger, Tim
                 {
                     var result = await input.ReadAsync(timeout.Token);
                     var buffer = result.Buffer;
+                    if (!result.IsCompleted && buffer.Length < BytesBeforeParsing(buffer))
+                    {
+                        input.AdvanceTo(buffer.Start, buffer.End); // the first record is not all here yet
+                        continue;
+                    }
+
                     status = ClientHello.TryParse(buffer, out hello);
                     if (status == ClientHelloStatus.NeedMoreData && !result.IsCompleted && buffer.Length < ClientHello.MaxHandshakeLength * 2)
                     {
@@ -64,28 +69,58 @@ public sealed class SniGate(CertificateCache cache, ILogger<SniGate> logger, Tim
             }
             catch (OperationCanceledException)
             {
-                SniGateLog.HelloTimeout(logger, connection.ConnectionId, connection.RemoteEndPoint?.ToString());
+                if (logger.IsEnabled(LogLevel.Debug))
+                {
+                    SniGateLog.HelloTimeout(logger, connection.ConnectionId, connection.RemoteEndPoint?.ToString());
+                }
+
                 connection.Abort();
                 return;
+            }
+            catch (Exception ex) when (ex is IOException or ConnectionResetException or ConnectionAbortedException)
+            {
+                return; // the client went away before saying hello
             }
         }
 
         if (status != ClientHelloStatus.Complete)
         {
-            SniGateLog.NotTls(logger, connection.ConnectionId, connection.RemoteEndPoint?.ToString());
+            if (logger.IsEnabled(LogLevel.Debug))
+            {
+                SniGateLog.NotTls(logger, connection.ConnectionId, connection.RemoteEndPoint?.ToString());
+            }
+
             connection.Abort();
             return;
         }
 
         if (hello.ServerName is not { } serverName || !cache.TryMatch(serverName, out var certificate))
         {
-            SniGateLog.UnknownName(logger, connection.ConnectionId, connection.RemoteEndPoint?.ToString(), hello.ServerName ?? "(none)");
+            if (logger.IsEnabled(LogLevel.Debug))
+            {
+                SniGateLog.UnknownName(logger, connection.ConnectionId, connection.RemoteEndPoint?.ToString(), hello.ServerName ?? "(none)");
+            }
+
             await RefuseAsync(connection.Transport.Output);
             return;
         }
 
-        connection.Features.Set(new ServedCertificateFeature(certificate, serverName));
+        connection.Features.Set(certificate.Feature);
         await next(connection);
+    }
+
+    /// <summary>How many bytes to wait for before parsing: the whole first record once its header is in, so a client
+    /// that sends its hello in small pieces does not cost a parse per piece.</summary>
+    private static long BytesBeforeParsing(ReadOnlySequence<byte> buffer)
+    {
+        if (buffer.Length < 5)
+        {
+            return 5;
+        }
+
+        Span<byte> header = stackalloc byte[5];
+        buffer.Slice(0, 5).CopyTo(header);
+        return header[0] == 22 ? 5 + Math.Min((header[3] << 8) | header[4], ClientHello.MaxRecordLength) : 5;
     }
 
     private static async Task RefuseAsync(PipeWriter output)

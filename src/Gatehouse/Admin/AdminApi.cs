@@ -54,6 +54,11 @@ internal static class AdminApi
             }
 
             var site = sites[0];
+            if (await admin.Sites.ExistsAsync(site.Id, ct))
+            {
+                return ProblemResult(StatusCodes.Status409Conflict, "site-exists", "A site with that id exists.", $"Site '{site.Id}' exists; remove it first to define it anew.");
+            }
+
             var conflicts = await admin.Sites.PutAsync(site, "site", ct);
             if (conflicts.Count > 0)
             {

@@ -56,7 +56,12 @@ internal sealed class AdminConnectionOptions
             root = X509Certificate2.CreateFromPem(File.ReadAllText(caFile));
         }
 
-        return new AdminClient(new Uri(parseResult.GetValue(Admin)!), token, root);
+        if (!Uri.TryCreate(parseResult.GetValue(Admin), UriKind.Absolute, out var admin) || admin.Scheme != Uri.UriSchemeHttps)
+        {
+            throw new CliException($"--admin must be an https:// URL (the token is never sent in the clear): '{parseResult.GetValue(Admin)}'");
+        }
+
+        return new AdminClient(admin, token, root);
     }
 }
 

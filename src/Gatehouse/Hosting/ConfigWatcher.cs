@@ -1,5 +1,4 @@
 using Microsoft.Extensions.FileProviders;
-using Microsoft.Extensions.Primitives;
 
 namespace Gatehouse.Hosting;
 
@@ -18,22 +17,38 @@ internal static class ConfigWatcher
         using var files = new PhysicalFileProvider(Path.GetDirectoryName(path)!) { UsePollingFileWatcher = false };
         var fileName = Path.GetFileName(path);
         var current = server.Options;
+        var token = files.Watch(fileName);
         while (!cancellationToken.IsCancellationRequested)
         {
-            var changed = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-            using (ChangeToken.OnChange(() => files.Watch(fileName), () => changed.TrySetResult()))
+            try
             {
-                try
+                var changed = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+                using (token.RegisterChangeCallback(static s => ((TaskCompletionSource)s!).TrySetResult(), changed))
                 {
                     await changed.Task.WaitAsync(cancellationToken);
-                    await Task.Delay(Debounce, cancellationToken); // editors write in several steps
                 }
-                catch (OperationCanceledException)
-                {
-                    return;
-                }
-            }
 
+                await Task.Delay(Debounce, cancellationToken); // editors write in several steps
+
+                // Watch again before reading, so an edit made while this one is applied is not missed.
+                token = files.Watch(fileName);
+                current = await ApplyAsync(configuration, server, current, logger, cancellationToken);
+            }
+            catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+            {
+                return;
+            }
+            catch (Exception ex)
+            {
+                // Whatever happened, live config keeps working: the last good config stays, the next edit is read.
+                HostingLog.ConfigRefused(logger, ex.Message);
+            }
+        }
+    }
+
+    private static async Task<GatehouseOptions> ApplyAsync(GatehouseConfiguration configuration, GatehouseServer server, GatehouseOptions current, ILogger logger, CancellationToken cancellationToken)
+    {
+        {
             var errors = new List<string>();
             var next = configuration.Load(errors);
             if (next is null)
@@ -43,20 +58,13 @@ internal static class ConfigWatcher
                     HostingLog.ConfigRefused(logger, error);
                 }
 
-                continue;
+                return current;
             }
 
             WarnAboutRestartOnlySettings(current, next, logger);
-            try
-            {
-                await server.SyncConfigSitesAsync(next.Sites, logger, cancellationToken);
-                current = next;
-                HostingLog.ConfigApplied(logger, next.Sites.Count);
-            }
-            catch (Exception ex) when (ex is Storage.StoreUnavailableException)
-            {
-                HostingLog.ConfigRefused(logger, ex.Message);
-            }
+            await server.SyncConfigSitesAsync(next.Sites, logger, cancellationToken);
+            HostingLog.ConfigApplied(logger, next.Sites.Count);
+            return next;
         }
     }
 

@@ -199,7 +199,9 @@ public sealed class GatehouseConfiguration
         {
             foreach (var child in section.GetChildren())
             {
-                if (!known.Contains(child.Key, StringComparer.OrdinalIgnoreCase))
+                // A typo in the file or on the command line is an error; other GATEHOUSE_* variables in the
+                // environment (the CLI's GATEHOUSE_ADMIN_TOKEN, a script's own) are not ours to judge.
+                if (!known.Contains(child.Key, StringComparer.OrdinalIgnoreCase) && SourceOf(prefix + child.Key) != "environment")
                 {
                     Error(prefix + child.Key, $"unknown key (known: {string.Join(", ", known)})");
                 }

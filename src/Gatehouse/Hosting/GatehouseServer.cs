@@ -53,7 +53,7 @@ public sealed class GatehouseServer : IAsyncDisposable
     public static async Task<GatehouseServer> StartAsync(GatehouseOptions options, GatehouseConfiguration? configuration = null, Action<ILoggingBuilder>? configureLogging = null, CancellationToken cancellationToken = default)
     {
         Directory.CreateDirectory(options.DataDirectory);
-        var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = [], ContentRootPath = options.DataDirectory });
+        var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = [], ContentRootPath = options.DataDirectory, EnvironmentName = Environments.Production });
         builder.Configuration.Sources.Clear();
         builder.Logging.ClearProviders();
         builder.Logging.SetMinimumLevel(LogLevel.Information);
@@ -161,36 +161,51 @@ public sealed class GatehouseServer : IAsyncDisposable
         var certificateMirror = app.Services.GetRequiredService<StoreMirror<CertificateRecord>>();
         var localCa = app.Services.GetRequiredService<LocalCertificateAuthority>();
         var server = new GatehouseServer(app, store, keyRing, cache, options);
+        try
+        {
+            await server.StartComponentsAsync(configuration, routes, sites, siteMirror, certificateMirror, localCa, logger, cancellationToken);
+            return server;
+        }
+        catch
+        {
+            // Nothing half-started stays behind: listeners, mirrors and watchers stop; the caller closes the store.
+            await server.StopAsync();
+            await app.DisposeAsync();
+            throw;
+        }
+    }
 
+    private async Task StartComponentsAsync(GatehouseConfiguration? configuration, SiteRoutes routes, SiteRepository sites, StoreMirror<SiteDefinition> siteMirror, StoreMirror<CertificateRecord> certificateMirror, LocalCertificateAuthority localCa, ILogger logger, CancellationToken cancellationToken)
+    {
         // The local CA and the admin token exist before anything listens.
         var root = await localCa.EnsureCreatedAsync(cancellationToken);
-        await WriteRootAsync(options.LocalCaRootPath, root.ExportCertificatePem(), cancellationToken);
-        var token = await AdminToken.EnsureAsync(store, options.AdminTokenPath, message => HostingLog.AdminTokenReplaced(logger, message), cancellationToken);
+        await WriteRootAsync(Options.LocalCaRootPath, root.ExportCertificatePem(), cancellationToken);
+        var token = await AdminToken.EnsureAsync(_store, Options.AdminTokenPath, message => HostingLog.AdminTokenReplaced(logger, message), cancellationToken);
 
         // Desired state from the config file goes into the store; from there everything flows one way.
-        await server.SyncConfigSitesAsync(options.Sites, logger, cancellationToken);
+        await SyncConfigSitesAsync(Options.Sites, logger, cancellationToken);
 
         siteMirror.Subscribe(routes.Apply);
-        certificateMirror.Subscribe(cache.Apply);
-        server._background.Add(siteMirror.RunAsync(server._stopping.Token));
-        server._background.Add(certificateMirror.RunAsync(server._stopping.Token));
+        certificateMirror.Subscribe(Cache.Apply);
+        _background.Add(siteMirror.RunAsync(_stopping.Token));
+        _background.Add(certificateMirror.RunAsync(_stopping.Token));
         await Task.WhenAll(siteMirror.Loaded, certificateMirror.Loaded).WaitAsync(cancellationToken);
 
-        var admin = new AdminContext(store, sites, cache, localCa, new HashSet<string>(StringComparer.Ordinal) { LocalCertificateAuthority.IssuerName },
-            () => siteMirror.Loaded.IsCompleted && certificateMirror.Loaded.IsCompleted && cache.GetInternal(AdminCertificateId) is not null);
-        var plainHttp = new PlainHttpResponder(store, options.Edge.PublicHttpsPort ?? options.Edge.HttpsPort);
+        var admin = new AdminContext(_store, sites, Cache, localCa, new HashSet<string>(StringComparer.Ordinal) { LocalCertificateAuthority.IssuerName },
+            () => siteMirror.Loaded.IsCompleted && certificateMirror.Loaded.IsCompleted && Cache.GetInternal(AdminCertificateId) is not null);
+        var plainHttp = new PlainHttpResponder(_store, Options.Edge.PublicHttpsPort ?? Options.Edge.HttpsPort);
 
-        app.MapWhen(c => Role(c) == ListenerRole.Admin, branch =>
+        _app.MapWhen(c => Role(c) == ListenerRole.Admin, branch =>
         {
             branch.Use((context, next) => AdminApi.GuardAsync(context, next, token));
             branch.UseRouting();
             branch.UseEndpoints(endpoints => AdminApi.Map(endpoints, admin));
         });
-        app.MapWhen(c => Role(c) == ListenerRole.Http, branch => branch.Run(plainHttp.HandleAsync));
-        app.MapWhen(c => Role(c) == ListenerRole.Welcome, branch => branch.Run(WelcomeBackend.HandleAsync));
-        app.Use((context, next) => EdgeMiddleware.RequireHostOfNegotiatedSite(context, next, routes));
-        app.UseRouting();
-        app.MapReverseProxy(proxy =>
+        _app.MapWhen(c => Role(c) == ListenerRole.Http, branch => branch.Run(plainHttp.HandleAsync));
+        _app.MapWhen(c => Role(c) == ListenerRole.Welcome, branch => branch.Run(WelcomeBackend.HandleAsync));
+        _app.Use((context, next) => EdgeMiddleware.RequireHostOfNegotiatedSite(context, next, routes));
+        _app.UseRouting();
+        _app.MapReverseProxy(proxy =>
         {
             proxy.Use(EdgeMiddleware.DescribeProxyErrors);
             proxy.UseLoadBalancing();
@@ -199,24 +214,27 @@ public sealed class GatehouseServer : IAsyncDisposable
 
         if (configuration?.ConfigPath is not null)
         {
-            server._background.Add(ConfigWatcher.RunAsync(configuration, server, logger, server._stopping.Token));
+            _background.Add(ConfigWatcher.RunAsync(configuration, this, logger, _stopping.Token));
         }
 
-        await app.StartAsync(cancellationToken);
+        await _app.StartAsync(cancellationToken);
 
         // The admin listener's certificate comes from the manager like every other; start-up is done when it is there.
-        using (var adminReady = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken))
+        var deadline = DateTime.UtcNow + AdminCertificateWait;
+        while (Cache.GetInternal(AdminCertificateId) is null)
         {
-            adminReady.CancelAfter(TimeSpan.FromSeconds(30));
-            while (cache.GetInternal(AdminCertificateId) is null)
+            if (DateTime.UtcNow > deadline)
             {
-                await Task.Delay(10, adminReady.Token);
+                throw new TimeoutException($"The admin listener's certificate was not issued within {AdminCertificateWait.TotalSeconds:0} s; the log says why.");
             }
+
+            await Task.Delay(10, cancellationToken);
         }
 
-        HostingLog.Started(logger, options.Edge.Address.ToString(), options.Edge.HttpsPort, options.Edge.HttpPort, options.Admin.Port, options.DataDirectory);
-        return server;
+        HostingLog.Started(logger, Options.Edge.Address.ToString(), Options.Edge.HttpsPort, Options.Edge.HttpPort, Options.Admin.Port, Options.DataDirectory);
     }
+
+    private static readonly TimeSpan AdminCertificateWait = TimeSpan.FromSeconds(30);
 
     /// <summary>The admin listener's own certificate, from the local CA.</summary>
     public const string AdminCertificateId = "_admin";

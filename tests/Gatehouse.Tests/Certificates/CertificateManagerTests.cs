@@ -109,6 +109,29 @@ public sealed class CertificateManagerTests : IAsyncLifetime
         Assert.Equal(["names.test", "www.names.test"], leaf.Extensions.OfType<X509SubjectAlternativeNameExtension>().Single().EnumerateDnsNames());
     }
 
+    [Fact]
+    public async Task FailureAfterNameChange_BacksOffInsteadOfRetryingAtOnce()
+    {
+        Assert.Empty(await _sites.PutAsync(Site("rename.test"), "site", default));
+        var first = await WaitForAsync("rename.test", r => r.HasChain);
+        var intermediate = (await _store.GetAsync(StoreKeys.LocalCaIntermediate))!;
+        await _store.CommitAsync(new StoreTransaction().Delete(StoreKeys.LocalCaIntermediate));
+
+        Assert.Empty(await _sites.PutAsync(Site("rename.test", "www.rename.test"), "site", default));
+        var failing = await WaitForAsync("rename.test", r => r.Status == CertificateStatus.Failing);
+        Assert.Equal(["rename.test"], failing.Names); // the served chain's names
+        Assert.Equal(["rename.test", "www.rename.test"], failing.AttemptedNames);
+        await Task.Delay(500);
+        var later = (await ReadAsync("rename.test"))!;
+        Assert.Equal(1, later.ConsecutiveFailures); // no retry storm before the retry time
+        Assert.Equal(first.Serial, later.Serial);
+
+        await _store.CommitAsync(new StoreTransaction().Put(StoreKeys.LocalCaIntermediate, intermediate.Value));
+        _time.Advance(TimeSpan.FromMinutes(2));
+        var renamed = await WaitForAsync("rename.test", r => r.Status == CertificateStatus.Valid && r.Names.Count == 2);
+        Assert.Null(renamed.AttemptedNames);
+    }
+
     private static SiteDefinition Site(params string[] hosts) => new() { Id = hosts[0], Hosts = hosts, Backends = ["http://127.0.0.1:1"] };
 
     private static string PublicKey(CertificateRecord record) =>

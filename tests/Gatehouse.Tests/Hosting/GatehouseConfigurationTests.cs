@@ -104,6 +104,17 @@ public sealed class GatehouseConfigurationTests : IDisposable
         Assert.Equal(9080, options.Edge.HttpPort);
     }
 
+    [Fact]
+    public void Load_UnrelatedGatehouseEnvironmentVariables_AreIgnored()
+    {
+        var environment = new Dictionary<string, string?> { ["GATEHOUSE_ADMIN_TOKEN"] = "x", ["GATEHOUSE_DLL"] = "/x.dll", ["GATEHOUSE_EDGE__FOO"] = "1" };
+        var errors = new List<string>();
+        Assert.NotNull(new GatehouseConfiguration(Write("edge: {httpsPort: 8443}\n"), [], environment).Load(errors));
+        Assert.Empty(errors);
+        Assert.Null(new GatehouseConfiguration(Write("edge: {httpsPort: 8443}\n"), ["--edge:foo=1"], environment).Load(errors));
+        Assert.Equal(["command line: edge:foo: unknown key (known: address, httpsPort, httpPort, publicHttpsPort, handshakeTimeout)"], errors);
+    }
+
     [Theory]
     [InlineData("edge: [unclosed", "line ")]
     [InlineData("- just\n- a list\n", "top level must be a mapping")]

@@ -114,3 +114,67 @@ public sealed class EnvelopeTests : IDisposable
         }
     }
 }
+
+public sealed class EnvelopeBindingTests
+{
+    [Fact]
+    public async Task SealAndOpen_ManyThreadsSharingOneMasterKey_AllRoundTrip()
+    {
+        using var master = new SoftwareMasterKey("shared", 1, RandomNumberGenerator.GetBytes(32));
+        var cipher = new EnvelopeCipher(new MasterKeyRing([master], master));
+        var failures = 0;
+        await Task.WhenAll(Enumerable.Range(0, 8).Select(t => Task.Run(() =>
+        {
+            for (var i = 0; i < 2_000; i++)
+            {
+                var key = $"/gatehouse/v1/certs/{t}-{i}";
+                var secret = BitConverter.GetBytes((t * 100_000) + i);
+                try
+                {
+                    using var opened = cipher.Open(key, cipher.Seal(key, secret));
+                    if (!opened.Span.SequenceEqual(secret))
+                    {
+                        Interlocked.Increment(ref failures);
+                    }
+                }
+                catch (CryptographicException)
+                {
+                    Interlocked.Increment(ref failures);
+                }
+            }
+        })));
+        Assert.Equal(0, failures);
+    }
+
+    [Fact]
+    public void Open_PayloadMovedToAnotherRecord_FailsEvenWhenTheDataKeyUnwraps()
+    {
+        // A master key that ignores associated data lets the data key unwrap anywhere, so only the payload's own
+        // binding to the record key can stop the move.
+        using var master = new AssociatedDataIgnoringKey();
+        var cipher = new EnvelopeCipher(new MasterKeyRing([master], master));
+        var envelope = cipher.Seal("/gatehouse/v1/certs/a.example", [1, 2, 3]);
+        using (cipher.Open("/gatehouse/v1/certs/a.example", envelope))
+        {
+        }
+
+        var ex = Assert.Throws<EnvelopeAuthenticationException>(() => cipher.Open("/gatehouse/v1/certs/b.example", envelope));
+        Assert.Contains("payload does not authenticate", ex.Message, StringComparison.Ordinal);
+    }
+
+    /// <summary>A deliberately weak test key: wraps with no associated data.</summary>
+    private sealed class AssociatedDataIgnoringKey : IMasterKey
+    {
+        private readonly SoftwareMasterKey _inner = new("weak", 1, new byte[32]);
+
+        public string Id => _inner.Id;
+
+        public uint Version => _inner.Version;
+
+        public byte[] WrapKey(ReadOnlySpan<byte> dataKey, ReadOnlySpan<byte> associatedData) => _inner.WrapKey(dataKey, default);
+
+        public bool TryUnwrapKey(ReadOnlySpan<byte> wrappedKey, ReadOnlySpan<byte> associatedData, Span<byte> dataKey) => _inner.TryUnwrapKey(wrappedKey, default, dataKey);
+
+        public void Dispose() => _inner.Dispose();
+    }
+}

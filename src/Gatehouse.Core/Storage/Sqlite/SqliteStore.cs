@@ -13,6 +13,7 @@ public sealed class SqliteStore : IStore
     /// <summary>How many revisions of history are kept for watchers to resume from.</summary>
     public const int DefaultHistoryRevisions = 50_000;
 
+    private const int HistoryBatch = 1000;
     private static readonly TimeSpan PollInterval = TimeSpan.FromSeconds(1);
     private static readonly TimeSpan LeaseSweepInterval = TimeSpan.FromMilliseconds(250);
 
@@ -163,7 +164,14 @@ public sealed class SqliteStore : IStore
             if (result.Succeeded && ++_commitsSinceCompaction >= 1000)
             {
                 _commitsSinceCompaction = 0;
-                Write(connection => Compact(connection));
+                try
+                {
+                    Write(Compact);
+                }
+                catch (StoreUnavailableException)
+                {
+                    // The commit has landed; compaction is housekeeping and runs again after the next 1000 commits.
+                }
             }
 
             return result;
@@ -370,18 +378,11 @@ public sealed class SqliteStore : IStore
         command.Parameters.AddWithValue("$after", afterRevision);
         AddPrefixRange(command, prefix);
         var events = new List<StoreEvent>();
-        using (var reader = command.ExecuteReader())
-        {
-            while (reader.Read())
-            {
-                var kind = (StoreEventKind)reader.GetInt32(0);
-                var entry = new StoreEntry(reader.GetString(1), reader.IsDBNull(2) ? ReadOnlyMemory<byte>.Empty : (byte[])reader[2], reader.GetInt64(3), reader.GetInt64(4), reader.GetInt64(5), reader.GetInt64(6));
-                events.Add(new StoreEvent(kind, entry));
-            }
-        }
+        ReadEvents(command, events);
 
-        // A batch may end inside a revision; drop the partial revision so a resume never splits a transaction.
-        if (events.Count == 1000)
+        // A batch may end inside a revision: drop the partial revision so a resume never splits a transaction,
+        // or, when the whole batch is one revision, read all of that revision.
+        if (events.Count == HistoryBatch)
         {
             var lastRevision = events[^1].Revision;
             var cut = events.FindIndex(e => e.Revision == lastRevision);
@@ -389,10 +390,31 @@ public sealed class SqliteStore : IStore
             {
                 events.RemoveRange(cut, events.Count - cut);
             }
+            else
+            {
+                events.Clear();
+                command.CommandText = """
+                    SELECT kind, key, value, create_rev, rev, version, lease FROM history
+                    WHERE rev = $rev AND key >= $from AND key < $to ORDER BY seq
+                    """;
+                command.Parameters.AddWithValue("$rev", lastRevision);
+                ReadEvents(command, events);
+            }
         }
 
         tx.Commit();
         return events;
+    }
+
+    private static void ReadEvents(SqliteCommand command, List<StoreEvent> events)
+    {
+        using var reader = command.ExecuteReader();
+        while (reader.Read())
+        {
+            var kind = (StoreEventKind)reader.GetInt32(0);
+            var entry = new StoreEntry(reader.GetString(1), reader.IsDBNull(2) ? ReadOnlyMemory<byte>.Empty : (byte[])reader[2], reader.GetInt64(3), reader.GetInt64(4), reader.GetInt64(5), reader.GetInt64(6));
+            events.Add(new StoreEvent(kind, entry));
+        }
     }
 
     private long ExpireLeases(SqliteConnection connection, SqliteTransaction tx, long revision)
