@@ -132,6 +132,56 @@ public sealed class ProcessTests : IAsyncLifetime
         Assert.Equal(0, server.ExitCode); // SIGTERM stops cleanly
     }
 
+    [Fact]
+    public async Task KilledWithSigkill_RestartsWithEverySiteCertificateAndKey()
+    {
+        var config = Path.Combine(_directory, "gatehouse.yaml");
+        await File.WriteAllTextAsync(config, $$"""
+            dataDirectory: ./data
+            edge: {address: 127.0.0.1, httpsPort: {{_https}}, httpPort: {{_http}}}
+            admin: {address: 127.0.0.1, port: {{_admin}}}
+            welcome: {port: {{_welcome}}}
+            sites:
+              - hosts: [localhost]
+                backends: [http://127.0.0.1:{{_welcome}}]
+            """);
+        string[] cli = ["--admin", $"https://127.0.0.1:{_admin}", "--data", DataDirectory];
+        var root = Path.Combine(DataDirectory, "local-ca-root.pem");
+        var serials = new Dictionary<string, string>();
+        using (var first = Start(["serve", "--config", config]))
+        {
+            Assert.True(await GatehouseInstance.EventuallyAsync(async () => (await RunToolAsync("curl", ["-sS", "-o", "/dev/null", "--cacert", root, $"https://localhost:{_https}/"])).ExitCode == 0, TimeSpan.FromSeconds(60)));
+            for (var i = 0; i < 5; i++)
+            {
+                Assert.Equal(0, (await RunAsync(["sites", "add", $"k{i}.localhost", "--backend", $"http://127.0.0.1:{_welcome}", .. cli], TimeSpan.FromSeconds(60))).ExitCode);
+            }
+
+            Assert.True(await GatehouseInstance.EventuallyAsync(async () =>
+            {
+                var certs = JsonDocument.Parse((await RunAsync(["certs", "list", "--json", .. cli], TimeSpan.FromSeconds(60))).StandardOutput).RootElement;
+                serials = certs.EnumerateArray().Where(c => c.GetProperty("served").GetBoolean()).ToDictionary(c => c.GetProperty("id").GetString()!, c => c.GetProperty("serial").GetString()!);
+                return serials.Count == 6;
+            }, TimeSpan.FromSeconds(20)));
+
+            first.Kill(); // SIGKILL: no shutdown, no WAL checkpoint
+            await first.WaitForExitAsync();
+        }
+
+        using var second = Start(["serve", "--config", config]);
+        try
+        {
+            Assert.True(await GatehouseInstance.EventuallyAsync(async () => (await RunToolAsync("curl", ["-sS", "-o", "/dev/null", "--cacert", root, "--resolve", $"k4.localhost:{_https}:127.0.0.1", $"https://k4.localhost:{_https}/"])).ExitCode == 0, TimeSpan.FromSeconds(60)));
+            var certs = JsonDocument.Parse((await RunAsync(["certs", "list", "--json", .. cli], TimeSpan.FromSeconds(60))).StandardOutput).RootElement;
+            var after = certs.EnumerateArray().ToDictionary(c => c.GetProperty("id").GetString()!, c => c.GetProperty("serial").GetString()!);
+            Assert.Equal(serials.OrderBy(p => p.Key), after.OrderBy(p => p.Key)); // the same certificates: nothing lost, nothing reissued
+        }
+        finally
+        {
+            second.Kill();
+            await second.WaitForExitAsync();
+        }
+    }
+
     private static string GatehouseDll => Path.Combine(AppContext.BaseDirectory, "gatehouse.dll");
 
     private Process Start(string[] args, Dictionary<string, string>? environment = null)

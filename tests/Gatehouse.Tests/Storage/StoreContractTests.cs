@@ -203,11 +203,12 @@ public abstract class StoreContractTests : IAsyncLifetime
     [Fact]
     public async Task Lease_KeptAlive_OutlivesItsTtl()
     {
-        var lease = await Store.GrantLeaseAsync(TimeSpan.FromMilliseconds(1500));
+        // Kept alive every 300 ms for 6 s: well past the 3 s TTL, with a wide margin for a busy machine.
+        var lease = await Store.GrantLeaseAsync(TimeSpan.FromSeconds(3));
         await PutAsync(Prefix + "alive", "x", lease);
-        for (var i = 0; i < 6; i++)
+        for (var i = 0; i < 20; i++)
         {
-            await Task.Delay(500);
+            await Task.Delay(300);
             Assert.True(await Store.KeepAliveAsync(lease));
         }
 
