@@ -1,3 +1,5 @@
+using System.Text.Json.Serialization;
+
 namespace Gatehouse.Certificates;
 
 /// <summary>
@@ -48,7 +50,13 @@ public sealed record CertificateRecord
 
     public DateTimeOffset? LastAttempt { get; init; }
 
+    /// <summary>Whether this is one of Gatehouse's own certificates (id starting with '_', never a host name), which
+    /// the edge does not serve by SNI and the API does not list.</summary>
+    [JsonIgnore]
+    public bool IsInternal => Id.StartsWith('_');
+
     /// <summary>Whether a servable chain and key exist.</summary>
+    [JsonIgnore]
     public bool HasChain => ChainPem is not null && SealedKey is not null;
 }
 

@@ -4,11 +4,7 @@ namespace Gatehouse.Certificates;
 /// <param name="Id">The certificate id (the site id; internal ids start with '_').</param>
 /// <param name="Names">The names it must cover, first one as subject.</param>
 /// <param name="Issuers">Issuers to try in order (never empty).</param>
-public sealed record CertificateDemand(string Id, IReadOnlyList<string> Names, IReadOnlyList<string> Issuers)
-{
-    /// <summary>Internal certificates are not served by the edge's SNI table.</summary>
-    public bool IsInternal => Id.StartsWith('_');
-}
+public sealed record CertificateDemand(string Id, IReadOnlyList<string> Names, IReadOnlyList<string> Issuers);
 
 /// <summary>What to do about one certificate, and when.</summary>
 public enum RenewalAction

@@ -1,4 +1,3 @@
-using System.Text;
 using Gatehouse.Storage;
 using Microsoft.AspNetCore.Http;
 
@@ -78,7 +77,4 @@ public sealed class PlainHttpResponder(IStore store, int httpsPort)
 
         return true;
     }
-
-    /// <summary>The body served for a challenge (its key authorization), as stored.</summary>
-    public static byte[] Encode(string keyAuthorization) => Encoding.ASCII.GetBytes(keyAuthorization);
 }

@@ -84,9 +84,6 @@ public sealed class CertificateCache
     /// <summary>How many site certificates are served.</summary>
     public int Count => _table.ById.Count;
 
-    /// <summary>Raised after each swap (tests, readiness).</summary>
-    public event Action<long>? Swapped;
-
     /// <summary>Finds the certificate to present for an SNI name: exact name, then one-level wildcard.</summary>
     public bool TryMatch(ReadOnlySpan<char> serverName, [System.Diagnostics.CodeAnalysis.MaybeNullWhen(false)] out ServedCertificate certificate) =>
         _table.Names.TryMatch(serverName, out certificate);
@@ -111,7 +108,7 @@ public sealed class CertificateCache
                     continue;
                 }
 
-                var isInternal = record.Id.StartsWith('_');
+                var isInternal = record.IsInternal;
                 var known = (isInternal ? previous.Internal : previous.ById).GetValueOrDefault(record.Id);
                 var served = known is not null && known.Serial == record.Serial ? known : TryPrepare(key, record) ?? known;
                 if (served is null)
@@ -136,7 +133,6 @@ public sealed class CertificateCache
             CertificateCacheLog.Swapped(_logger, sites.Count, internals.Count, snapshot.Revision);
         }
 
-        Swapped?.Invoke(snapshot.Revision);
     }
 
     /// <summary>Opens the sealed key and prepares the TLS context; null (and an error log) when the record is unusable.</summary>

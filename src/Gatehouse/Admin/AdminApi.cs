@@ -95,7 +95,7 @@ internal static class AdminApi
             foreach (var entry in range.Entries)
             {
                 var record = CoreJson.Deserialize<CertificateRecord>(entry);
-                if (!record.Id.StartsWith('_'))
+                if (!record.IsInternal)
                 {
                     var served = admin.Cache.TryMatch(record.Names.Count > 0 ? record.Names[0] : "", out var current) && current.Serial == record.Serial;
                     views.Add(CertificateView.From(record, served));
