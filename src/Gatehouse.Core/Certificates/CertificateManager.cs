@@ -50,6 +50,7 @@ public sealed class CertificateManager : BackgroundService
     private readonly Dictionary<string, DateTimeOffset> _scheduled = new(StringComparer.Ordinal);
     private readonly HashSet<string> _running = new(StringComparer.Ordinal);
     private TaskCompletionSource _wake = NewSignal();
+    private readonly Dictionary<string, CertificateDemand> _demands = new(StringComparer.Ordinal);
     private MirrorSnapshot<SiteDefinition>? _lastSites;
     private MirrorSnapshot<CertificateRecord>? _lastCertificates;
 
@@ -73,36 +74,51 @@ public sealed class CertificateManager : BackgroundService
         _logger = logger;
     }
 
-    /// <summary>The certificates that should exist now.</summary>
-    public IReadOnlyDictionary<string, CertificateDemand> Demands()
-    {
-        var demands = new Dictionary<string, CertificateDemand>(StringComparer.Ordinal);
-        foreach (var demand in _options.InternalCertificates)
-        {
-            demands[demand.Id] = demand;
-        }
-
-        foreach (var (_, item) in _sites.Current.Items)
-        {
-            var site = item.Value;
-            demands[site.Id] = new CertificateDemand(site.Id, site.Hosts, site.Issuers.Count > 0 ? site.Issuers : [LocalCertificateAuthority.IssuerName]);
-        }
-
-        return demands;
-    }
+    /// <summary>The certificate a site needs.</summary>
+    public static CertificateDemand DemandOf(SiteDefinition site) =>
+        new(site.Id, site.Hosts, site.Issuers.Count > 0 ? site.Issuers : [LocalCertificateAuthority.IssuerName]);
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         await Task.WhenAll(_sites.Loaded, _certificates.Loaded).WaitAsync(stoppingToken);
-        _sites.Subscribe(snapshot => MarkChanged(ref _lastSites, snapshot, StoreKeys.SitesPrefix));
-        _certificates.Subscribe(snapshot => MarkChanged(ref _lastCertificates, snapshot, StoreKeys.CertificatesPrefix));
         lock (_gate)
         {
             foreach (var demand in _options.InternalCertificates)
             {
+                _demands[demand.Id] = demand;
                 _dirty.Add(demand.Id);
             }
         }
+
+        _sites.Subscribe(snapshot =>
+        {
+            lock (_gate)
+            {
+                // Keep the demand index current for the sites that changed only.
+                foreach (var id in MarkChanged(ref _lastSites, snapshot, StoreKeys.SitesPrefix))
+                {
+                    if (snapshot.Items.TryGetValue(StoreKeys.Site(id), out var site))
+                    {
+                        _demands[id] = DemandOf(site.Value);
+                    }
+                    else if (!_options.InternalCertificates.Any(d => d.Id == id))
+                    {
+                        _demands.Remove(id);
+                    }
+                }
+            }
+
+            Wake();
+        });
+        _certificates.Subscribe(snapshot =>
+        {
+            lock (_gate)
+            {
+                MarkChanged(ref _lastCertificates, snapshot, StoreKeys.CertificatesPrefix);
+            }
+
+            Wake();
+        });
 
         using var concurrency = new SemaphoreSlim(_options.MaxConcurrentIssuances);
         var inFlight = new List<Task>();
@@ -136,17 +152,24 @@ public sealed class CertificateManager : BackgroundService
         await Task.WhenAll(inFlight).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
     }
 
-    private void MarkChanged<T>(ref MirrorSnapshot<T>? last, MirrorSnapshot<T> snapshot, string prefix)
+    /// <summary>Marks the ids that changed between the last snapshot and this one (the mirror's delta when it has
+    /// one; a full comparison after a reload) and returns them. Called under <see cref="_gate"/>.</summary>
+    private List<string> MarkChanged<T>(ref MirrorSnapshot<T>? last, MirrorSnapshot<T> snapshot, string prefix)
         where T : class
     {
-        lock (_gate)
+        var changed = new List<string>();
+        var previous = last?.Items;
+        if (snapshot.ChangedKeys is { } keys && previous is not null)
         {
-            var previous = last?.Items;
+            changed.AddRange(keys.Select(key => StoreKeys.IdOf(key, prefix)));
+        }
+        else
+        {
             foreach (var (key, item) in snapshot.Items)
             {
                 if (previous is null || !previous.TryGetValue(key, out var old) || old.ModRevision != item.ModRevision)
                 {
-                    _dirty.Add(StoreKeys.IdOf(key, prefix));
+                    changed.Add(StoreKeys.IdOf(key, prefix));
                 }
             }
 
@@ -156,15 +179,15 @@ public sealed class CertificateManager : BackgroundService
                 {
                     if (!snapshot.Items.ContainsKey(key))
                     {
-                        _dirty.Add(StoreKeys.IdOf(key, prefix));
+                        changed.Add(StoreKeys.IdOf(key, prefix));
                     }
                 }
             }
-
-            last = snapshot;
         }
 
-        Wake();
+        _dirty.UnionWith(changed);
+        last = snapshot;
+        return changed;
     }
 
     private void Wake() => Interlocked.Exchange(ref _wake, NewSignal()).TrySetResult();
@@ -175,7 +198,6 @@ public sealed class CertificateManager : BackgroundService
     private (List<(CertificateDemand Demand, MirrorItem<CertificateRecord>? Record)> Due, DateTimeOffset? Next) CollectDueWork()
     {
         var now = _time.GetUtcNow();
-        var demands = Demands();
         var certificates = _certificates.Current.Items;
         var due = new List<(CertificateDemand, MirrorItem<CertificateRecord>?)>();
         lock (_gate)
@@ -205,7 +227,7 @@ public sealed class CertificateManager : BackgroundService
 
                 _scheduled.Remove(id);
                 certificates.TryGetValue(StoreKeys.Certificate(id), out var record);
-                if (!demands.TryGetValue(id, out var demand))
+                if (!_demands.TryGetValue(id, out var demand))
                 {
                     if (record is not null)
                     {

@@ -105,7 +105,7 @@ public sealed class StoreMirror<T>
         var items = snapshot.Items.ToBuilder();
         var revision = fromRevision;
         await using var changes = _store.WatchAsync(_prefix, fromRevision, cancellationToken).GetAsyncEnumerator(cancellationToken);
-        var unpublished = 0;
+        var changed = new HashSet<string>(StringComparer.Ordinal);
         var pending = changes.MoveNextAsync().AsTask();
         while (await pending)
         {
@@ -122,7 +122,7 @@ public sealed class StoreMirror<T>
                     items.Remove(change.Entry.Key);
                 }
 
-                unpublished++;
+                changed.Add(change.Entry.Key);
             }
 
             // Let a burst that is still arriving land in one snapshot, but never hold a change back for long.
@@ -132,18 +132,21 @@ public sealed class StoreMirror<T>
                 await Task.WhenAny(pending, Task.Delay(DebounceWindow, cancellationToken));
             }
 
-            if (pending.IsCompleted && unpublished < 256)
+            if (pending.IsCompleted && changed.Count < 256)
             {
                 continue;
             }
 
-            Publish(new MirrorSnapshot<T>(items.ToImmutable(), revision));
-            unpublished = 0;
+            if (changed.Count > 0)
+            {
+                Publish(new MirrorSnapshot<T>(items.ToImmutable(), revision, [.. changed]));
+                changed.Clear();
+            }
         }
 
-        if (unpublished > 0)
+        if (changed.Count > 0)
         {
-            Publish(new MirrorSnapshot<T>(items.ToImmutable(), revision));
+            Publish(new MirrorSnapshot<T>(items.ToImmutable(), revision, [.. changed]));
         }
     }
 
@@ -184,7 +187,11 @@ public sealed class StoreMirror<T>
 public sealed record MirrorItem<T>(T Value, long ModRevision);
 
 /// <summary>Everything under a prefix as of <paramref name="Revision"/>.</summary>
-public sealed record MirrorSnapshot<T>(ImmutableSortedDictionary<string, MirrorItem<T>> Items, long Revision);
+/// <param name="Items">The values by key.</param>
+/// <param name="Revision">The store revision this snapshot reflects.</param>
+/// <param name="ChangedKeys">The keys put or deleted since the previous snapshot, so subscribers can work on what
+/// changed only; null after a (re)load, when anything may have changed.</param>
+public sealed record MirrorSnapshot<T>(ImmutableSortedDictionary<string, MirrorItem<T>> Items, long Revision, IReadOnlyCollection<string>? ChangedKeys = null);
 
 internal static partial class StoreMirrorLog
 {
