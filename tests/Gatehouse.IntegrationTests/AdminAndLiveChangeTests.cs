@@ -134,7 +134,7 @@ public sealed class AdminAndLiveChangeTests : IAsyncLifetime
     public async Task ConfigFile_EditedWhileRunning_AppliesValidChangesAndRefusesBadOnes()
     {
         using var edge = _gatehouse.EdgeClient();
-        Assert.Equal(HttpStatusCode.OK, await TryGetAsync(edge, "config.test"));
+        Assert.True(await GatehouseInstance.EventuallyAsync(async () => await TryGetAsync(edge, "config.test") == HttpStatusCode.OK, TimeSpan.FromSeconds(10)), "the config file's site was never served");
 
         _gatehouse.WriteConfig($$"""
 

@@ -69,7 +69,7 @@ public sealed class ProcessTests : IAsyncLifetime
         try
         {
             var root = Path.Combine(DataDirectory, "local-ca-root.pem");
-            Assert.True(await GatehouseInstance.EventuallyAsync(async () => (await RunToolAsync("curl", ["-sS", "--cacert", root, $"https://localhost:{_https}/"])).ExitCode == 0, TimeSpan.FromSeconds(60)), "the sample site never answered");
+            Assert.True(await GatehouseInstance.EventuallyAsync(async () => (await RunToolAsync("curl", ["-sS", "--cacert", root, $"https://localhost:{_https}/"])).ExitCode == 0, TimeSpan.FromSeconds(60)), "the sample site never answered; the server said:\n" + ServerLog);
             var page = await RunToolAsync("curl", ["-sS", "--cacert", root, $"https://localhost:{_https}/"]);
             Assert.Contains("Gatehouse is serving this site over HTTPS", page.StandardOutput, StringComparison.Ordinal);
             Assert.Contains("X-Forwarded-Proto: https", page.StandardOutput, StringComparison.Ordinal);
@@ -182,6 +182,11 @@ public sealed class ProcessTests : IAsyncLifetime
         }
     }
 
+    /// <summary>What the servers this test started printed (shown when a test fails because one did not serve).</summary>
+    private System.Collections.Concurrent.ConcurrentQueue<string> ServerOutput { get; } = new();
+
+    private string ServerLog => string.Join('\n', ServerOutput.Where(l => !l.StartsWith('{')).TakeLast(30));
+
     private static string GatehouseDll => Path.Combine(AppContext.BaseDirectory, "gatehouse.dll");
 
     private Process Start(string[] args, Dictionary<string, string>? environment = null)
@@ -199,8 +204,8 @@ public sealed class ProcessTests : IAsyncLifetime
         }
 
         var process = Process.Start(start)!;
-        process.OutputDataReceived += (_, _) => { };
-        process.ErrorDataReceived += (_, _) => { };
+        process.OutputDataReceived += (_, e) => ServerOutput.Enqueue(e.Data ?? "");
+        process.ErrorDataReceived += (_, e) => ServerOutput.Enqueue(e.Data ?? "");
         process.BeginOutputReadLine();
         process.BeginErrorReadLine();
         return process;

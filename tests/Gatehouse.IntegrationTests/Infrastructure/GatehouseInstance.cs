@@ -208,14 +208,35 @@ public sealed class GatehouseInstance : IAsyncDisposable
     }
 }
 
-/// <summary>Free loopback ports for the servers a test starts.</summary>
+/// <summary>
+/// Free loopback ports for the servers a test starts. They come from below Linux's ephemeral range (32768–60999),
+/// so the many client connections the tests make can never take a port between the moment it is picked and the
+/// moment a server binds it, and each call in this process gets a different one.
+/// </summary>
 public static class Ports
 {
+    private const int First = 20_000;
+    private const int Count = 12_000;
+    private static int _next = Random.Shared.Next(Count);
+
     public static int Free()
     {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
+        for (var attempt = 0; attempt < Count; attempt++)
+        {
+            var port = First + (Interlocked.Increment(ref _next) % Count);
+            try
+            {
+                using var listener = new TcpListener(IPAddress.Loopback, port);
+                listener.Start();
+                return port;
+            }
+            catch (SocketException)
+            {
+                // in use: try the next one
+            }
+        }
+
+        throw new InvalidOperationException("No free loopback port below the ephemeral range.");
     }
 }
 
