@@ -65,8 +65,11 @@ public sealed class LocalCertificateAuthority(IStore store, EnvelopeCipher ciphe
 
         if (!result.Succeeded)
         {
-            // Another instance created it first: use that one.
-            return await EnsureCreatedAsync(cancellationToken);
+            // Another instance created it first: use that one. (A store with an intermediate but no root is damaged;
+            // say so rather than loop.)
+            var created = await store.GetAsync(StoreKeys.LocalCaRoot, cancellationToken)
+                ?? throw new InvalidOperationException($"The store has a local CA intermediate but no root ('{StoreKeys.LocalCaRoot}'); restore it from a backup.");
+            return X509Certificate2.CreateFromPem(CoreJson.Deserialize<LocalCaRecord>(created).CertificatePem);
         }
 
         LocalCaLog.Created(logger, root.Subject, root.Thumbprint, root.NotAfter);

@@ -35,7 +35,7 @@ internal static class ServeCommand
             {
                 server = await GatehouseServer.StartAsync(options, configuration, cancellationToken: cancellationToken);
             }
-            catch (Exception ex) when (ex is MasterKeyException or StoreUnavailableException or IOException or TimeoutException or System.Security.Cryptography.CryptographicException)
+            catch (Exception ex) when (ex is MasterKeyException or StoreUnavailableException or IOException or TimeoutException or InvalidOperationException or System.Security.Cryptography.CryptographicException)
             {
                 await Console.Error.WriteLineAsync($"gatehouse: cannot start: {ex.Message}");
                 return CommandLine.UsageError;
