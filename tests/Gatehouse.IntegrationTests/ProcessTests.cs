@@ -55,21 +55,12 @@ public sealed class ProcessTests : IAsyncLifetime
     [Fact]
     public async Task Quickstart_ServeThenCurlThenCli_WorksEndToEnd()
     {
-        var config = Path.Combine(_directory, "gatehouse.yaml");
-        await File.WriteAllTextAsync(config, $$"""
-            dataDirectory: ./data
-            edge: {address: 127.0.0.1, httpsPort: {{_https}}, httpPort: {{_http}}}
-            admin: {address: 127.0.0.1, port: {{_admin}}}
-            welcome: {port: {{_welcome}}}
-            sites:
-              - hosts: [localhost]
-                backends: [http://127.0.0.1:{{_welcome}}]
-            """);
+        var config = await WriteSampleConfigAsync();
         using var server = Start(["serve", "--config", config]);
         try
         {
             var root = Path.Combine(DataDirectory, "local-ca-root.pem");
-            Assert.True(await GatehouseInstance.EventuallyAsync(async () => (await RunToolAsync("curl", ["-sS", "--cacert", root, $"https://localhost:{_https}/"])).ExitCode == 0, TimeSpan.FromSeconds(60)), "the sample site never answered; the server said:\n" + ServerLog);
+            await WaitUntilServedAsync("localhost");
             var page = await RunToolAsync("curl", ["-sS", "--cacert", root, $"https://localhost:{_https}/"]);
             Assert.Contains("Gatehouse is serving this site over HTTPS", page.StandardOutput, StringComparison.Ordinal);
             Assert.Contains("X-Forwarded-Proto: https", page.StandardOutput, StringComparison.Ordinal);
@@ -135,22 +126,12 @@ public sealed class ProcessTests : IAsyncLifetime
     [Fact]
     public async Task KilledWithSigkill_RestartsWithEverySiteCertificateAndKey()
     {
-        var config = Path.Combine(_directory, "gatehouse.yaml");
-        await File.WriteAllTextAsync(config, $$"""
-            dataDirectory: ./data
-            edge: {address: 127.0.0.1, httpsPort: {{_https}}, httpPort: {{_http}}}
-            admin: {address: 127.0.0.1, port: {{_admin}}}
-            welcome: {port: {{_welcome}}}
-            sites:
-              - hosts: [localhost]
-                backends: [http://127.0.0.1:{{_welcome}}]
-            """);
+        var config = await WriteSampleConfigAsync();
         string[] cli = ["--admin", $"https://127.0.0.1:{_admin}", "--data", DataDirectory];
-        var root = Path.Combine(DataDirectory, "local-ca-root.pem");
         var serials = new Dictionary<string, string>();
         using (var first = Start(["serve", "--config", config]))
         {
-            Assert.True(await GatehouseInstance.EventuallyAsync(async () => (await RunToolAsync("curl", ["-sS", "-o", "/dev/null", "--cacert", root, $"https://localhost:{_https}/"])).ExitCode == 0, TimeSpan.FromSeconds(60)));
+            await WaitUntilServedAsync("localhost");
             for (var i = 0; i < 5; i++)
             {
                 Assert.Equal(0, (await RunAsync(["sites", "add", $"k{i}.localhost", "--backend", $"http://127.0.0.1:{_welcome}", .. cli], TimeSpan.FromSeconds(60))).ExitCode);
@@ -170,7 +151,7 @@ public sealed class ProcessTests : IAsyncLifetime
         using var second = Start(["serve", "--config", config]);
         try
         {
-            Assert.True(await GatehouseInstance.EventuallyAsync(async () => (await RunToolAsync("curl", ["-sS", "-o", "/dev/null", "--cacert", root, "--resolve", $"k4.localhost:{_https}:127.0.0.1", $"https://k4.localhost:{_https}/"])).ExitCode == 0, TimeSpan.FromSeconds(60)));
+            await WaitUntilServedAsync("k4.localhost");
             var certs = JsonDocument.Parse((await RunAsync(["certs", "list", "--json", .. cli], TimeSpan.FromSeconds(60))).StandardOutput).RootElement;
             var after = certs.EnumerateArray().ToDictionary(c => c.GetProperty("id").GetString()!, c => c.GetProperty("serial").GetString()!);
             Assert.Equal(serials.OrderBy(p => p.Key), after.OrderBy(p => p.Key)); // the same certificates: nothing lost, nothing reissued
@@ -180,6 +161,32 @@ public sealed class ProcessTests : IAsyncLifetime
             second.Kill();
             await second.WaitForExitAsync();
         }
+    }
+
+    /// <summary>The quickstart's config, on this test's ports: one site served by the built-in sample backend.</summary>
+    private async Task<string> WriteSampleConfigAsync()
+    {
+        var config = Path.Combine(_directory, "gatehouse.yaml");
+        await File.WriteAllTextAsync(config, $$"""
+            dataDirectory: ./data
+            edge: {address: 127.0.0.1, httpsPort: {{_https}}, httpPort: {{_http}}}
+            admin: {address: 127.0.0.1, port: {{_admin}}}
+            welcome: {port: {{_welcome}}}
+            sites:
+              - hosts: [localhost]
+                backends: [http://127.0.0.1:{{_welcome}}]
+            """);
+        return config;
+    }
+
+    /// <summary>Waits (up to a minute: a cold start compiles a lot) until curl gets an answer for <paramref name="host"/>.</summary>
+    private async Task WaitUntilServedAsync(string host)
+    {
+        var root = Path.Combine(DataDirectory, "local-ca-root.pem");
+        string[] args = ["-sS", "-o", "/dev/null", "--cacert", root, "--resolve", $"{host}:{_https}:127.0.0.1", $"https://{host}:{_https}/"];
+        Assert.True(
+            await GatehouseInstance.EventuallyAsync(async () => (await RunToolAsync("curl", args)).ExitCode == 0, TimeSpan.FromSeconds(60)),
+            $"{host} was never served; the server said:\n{ServerLog}");
     }
 
     /// <summary>What the servers this test started printed (shown when a test fails because one did not serve).</summary>
