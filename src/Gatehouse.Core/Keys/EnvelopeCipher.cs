@@ -44,6 +44,68 @@ public sealed class EnvelopeCipher(IMasterKeyRing keyRing)
         }
     }
 
+    /// <summary>Reads which master key version wrapped an envelope's data key (the header only; nothing is
+    /// authenticated). False when the bytes are not an envelope.</summary>
+    public static bool TryReadKeyVersion(ReadOnlySpan<byte> sealedSecret, [System.Diagnostics.CodeAnalysis.NotNullWhen(true)] out string? keyId, out uint keyVersion)
+    {
+        if (Envelope.TryParse(sealedSecret, out var envelope))
+        {
+            keyId = envelope.KeyId;
+            keyVersion = envelope.KeyVersion;
+            return true;
+        }
+
+        keyId = null;
+        keyVersion = 0;
+        return false;
+    }
+
+    /// <summary>Whether an envelope's data key is wrapped by the ring's active version.</summary>
+    public bool IsCurrent(ReadOnlySpan<byte> sealedSecret) =>
+        TryReadKeyVersion(sealedSecret, out var id, out var version) && id == keyRing.Active.Id && version == keyRing.Active.Version;
+
+    /// <summary>
+    /// Moves an envelope to the active master key version: unwraps its data key with the version that wrapped it and
+    /// wraps it again with the active one. The payload's nonce, tag and ciphertext are kept byte for byte (their
+    /// associated data does not cover the master key header), and the plaintext is never produced.
+    /// </summary>
+    /// <returns>The new envelope, or the same array when it is already wrapped by the active version.</returns>
+    /// <exception cref="EnvelopeAuthenticationException">The envelope does not open (see <see cref="Open"/>).</exception>
+    public byte[] Rewrap(string recordKey, byte[] sealedSecret)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(recordKey);
+        ArgumentNullException.ThrowIfNull(sealedSecret);
+        var active = keyRing.Active;
+        if (IsCurrent(sealedSecret))
+        {
+            return sealedSecret;
+        }
+
+        Span<byte> dataKey = stackalloc byte[DataKeySize];
+        try
+        {
+            var envelope = Unwrap(recordKey, sealedSecret, dataKey);
+            var header = Envelope.EncodeHeader(active.Id, active.Version);
+            var wrapped = active.WrapKey(dataKey, Envelope.DataKeyAssociatedData(header, recordKey));
+            if (wrapped.Length is 0 or > Envelope.MaxWrappedKeyLength)
+            {
+                throw new InvalidOperationException($"Master key '{active.Id}' v{active.Version} produced a wrapped key of {wrapped.Length} bytes.");
+            }
+
+            var payloadLength = Envelope.NonceSize + Envelope.TagSize + envelope.Ciphertext.Length;
+            var result = new byte[header.Length + 2 + wrapped.Length + payloadLength];
+            header.CopyTo(result, 0);
+            BinaryPrimitives.WriteUInt16BigEndian(result.AsSpan(header.Length), (ushort)wrapped.Length);
+            wrapped.CopyTo(result, header.Length + 2);
+            sealedSecret.AsSpan(sealedSecret.Length - payloadLength).CopyTo(result.AsSpan(header.Length + 2 + wrapped.Length));
+            return result;
+        }
+        finally
+        {
+            CryptographicOperations.ZeroMemory(dataKey);
+        }
+    }
+
     /// <summary>Decrypts a secret sealed for <paramref name="recordKey"/>. The caller owns the result and disposes it
     /// to zero the plaintext.</summary>
     /// <exception cref="EnvelopeAuthenticationException">The envelope is malformed, altered, sealed for another record,
@@ -51,24 +113,10 @@ public sealed class EnvelopeCipher(IMasterKeyRing keyRing)
     public PlaintextSecret Open(string recordKey, ReadOnlySpan<byte> sealedSecret)
     {
         ArgumentException.ThrowIfNullOrEmpty(recordKey);
-        if (!Envelope.TryParse(sealedSecret, out var envelope))
-        {
-            throw new EnvelopeAuthenticationException(recordKey, "the envelope is malformed or of an unknown format version");
-        }
-
-        if (!keyRing.TryGet(envelope.KeyId, envelope.KeyVersion, out var master))
-        {
-            throw new EnvelopeAuthenticationException(recordKey, $"master key '{envelope.KeyId}' version {envelope.KeyVersion} is not in the key ring");
-        }
-
         Span<byte> dataKey = stackalloc byte[DataKeySize];
         try
         {
-            if (!master.TryUnwrapKey(envelope.WrappedKey, Envelope.DataKeyAssociatedData(envelope.Header, recordKey), dataKey))
-            {
-                throw new EnvelopeAuthenticationException(recordKey, "the data key does not authenticate (altered, or sealed for another record or key)");
-            }
-
+            var envelope = Unwrap(recordKey, sealedSecret, dataKey);
             var plaintext = new byte[envelope.Ciphertext.Length];
             try
             {
@@ -87,6 +135,27 @@ public sealed class EnvelopeCipher(IMasterKeyRing keyRing)
         {
             CryptographicOperations.ZeroMemory(dataKey);
         }
+    }
+
+    /// <summary>Parses the envelope and unwraps its data key into <paramref name="dataKey"/>.</summary>
+    private Envelope Unwrap(string recordKey, ReadOnlySpan<byte> sealedSecret, scoped Span<byte> dataKey)
+    {
+        if (!Envelope.TryParse(sealedSecret, out var envelope))
+        {
+            throw new EnvelopeAuthenticationException(recordKey, "the envelope is malformed or of an unknown format version");
+        }
+
+        if (!keyRing.TryGet(envelope.KeyId, envelope.KeyVersion, out var master))
+        {
+            throw new EnvelopeAuthenticationException(recordKey, keyRing.Describe(envelope.KeyId, envelope.KeyVersion));
+        }
+
+        if (!master.TryUnwrapKey(envelope.WrappedKey, Envelope.DataKeyAssociatedData(envelope.Header, recordKey), dataKey))
+        {
+            throw new EnvelopeAuthenticationException(recordKey, "the data key does not authenticate (altered, or sealed for another record or key)");
+        }
+
+        return envelope;
     }
 }
 

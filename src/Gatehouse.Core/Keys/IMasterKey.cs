@@ -28,4 +28,7 @@ public interface IMasterKeyRing
 
     /// <summary>Finds a version that can unwrap; false when the ring does not hold it (unknown or retired).</summary>
     bool TryGet(string id, uint version, [System.Diagnostics.CodeAnalysis.NotNullWhen(true)] out IMasterKey? key);
+
+    /// <summary>Why <see cref="TryGet"/> has no key for a version, in words for an error message.</summary>
+    string Describe(string id, uint version) => $"master key '{id}' version {version} is not in the key ring";
 }

@@ -13,6 +13,7 @@ namespace Gatehouse.Storage;
 /// /gatehouse/v1/ca/root, /ca/intermediate          local CA certificates + sealed keys (JSON)
 /// /gatehouse/v1/locks/&lt;name&gt;                    lease-backed locks (value: holder id)
 /// /gatehouse/v1/admin/token                        SHA-256 of the admin bearer token
+/// /gatehouse/v1/keys/ring                          master key versions, their states and provider references (JSON)
 /// </code>
 /// </remarks>
 public static class StoreKeys
@@ -43,6 +44,9 @@ public static class StoreKeys
 
     /// <summary>The hash of the admin API's bearer token.</summary>
     public const string AdminTokenHash = Root + "admin/token";
+
+    /// <summary>The master key ring: versions, states, provider references.</summary>
+    public const string KeyRing = Root + "keys/ring";
 
     /// <summary>The longest key accepted (etcd's default request limits leave plenty of room).</summary>
     public const int MaxKeyLength = 1024;

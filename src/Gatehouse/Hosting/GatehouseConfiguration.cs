@@ -15,7 +15,11 @@ public sealed class GatehouseConfiguration
 {
     public const string EnvironmentPrefix = "GATEHOUSE_";
 
-    private static readonly string[] TopLevelKeys = ["dataDirectory", "edge", "admin", "localCa", "welcome", "sites", "logging"];
+    private static readonly string[] TopLevelKeys = ["dataDirectory", "edge", "admin", "localCa", "keys", "welcome", "sites", "logging"];
+    private static readonly string[] KeysKeys = ["provider", "rotationPeriod", "providers"];
+    private static readonly string[] SoftwareProviderKeys = ["type", "file"];
+    private static readonly string[] PassphraseProviderKeys = ["type", "passphraseEnv", "passphraseFile"];
+    private static readonly string[] Pkcs11ProviderKeys = ["type", "library", "token", "label", "pinEnv", "pinFile"];
     private static readonly string[] EdgeKeys = ["address", "httpsPort", "httpPort", "publicHttpsPort", "handshakeTimeout"];
     private static readonly string[] AdminKeys = ["address", "port"];
     private static readonly string[] LocalCaKeys = ["leafLifetime"];
@@ -128,6 +132,7 @@ public sealed class GatehouseConfiguration
                 {
                     LeafLifetime = Span("localCa:leafLifetime", TimeSpan.FromDays(7), TimeSpan.FromMinutes(5), TimeSpan.FromDays(398)),
                 },
+                Keys = ReadKeys(dataDirectory),
                 WelcomePort = welcome.Exists() ? Port("welcome:port", 8090) : null,
                 Sites = ReadSites(),
             };
@@ -144,6 +149,103 @@ public sealed class GatehouseConfiguration
             }
 
             return options;
+        }
+
+        private KeysOptions? ReadKeys(string dataDirectory)
+        {
+            var keys = root.GetSection("keys");
+            if (!keys.Exists())
+            {
+                return null;
+            }
+
+            CheckKnownKeys(keys, KeysKeys, "keys:");
+            var providers = new List<KeyProviderOptions>();
+            foreach (var section in keys.GetSection("providers").GetChildren())
+            {
+                var path = $"keys:providers:{section.Key}";
+                if (!System.Text.RegularExpressions.Regex.IsMatch(section.Key, "^[A-Za-z0-9._-]{1,32}$"))
+                {
+                    Error(path, "a provider name has 1–32 characters of [A-Za-z0-9._-] (write providers as a map: name: {type: ...})");
+                    continue;
+                }
+
+                if (section["pin"] is not null || section["passphrase"] is not null)
+                {
+                    Error(path, "secrets never go in the configuration: name where they are with pinEnv/pinFile or passphraseEnv/passphraseFile");
+                    continue;
+                }
+
+                var type = section["type"];
+                switch (type?.ToUpperInvariant())
+                {
+                    case "SOFTWARE":
+                        CheckKnownKeys(section, SoftwareProviderKeys, path + ":");
+                        providers.Add(new KeyProviderOptions
+                        {
+                            Name = section.Key,
+                            Type = KeyProviderType.Software,
+                            File = Path.GetFullPath(section["file"] is { Length: > 0 } file ? file : "master.key", dataDirectory),
+                        });
+                        break;
+                    case "PASSPHRASE":
+                        CheckKnownKeys(section, PassphraseProviderKeys, path + ":");
+                        var (env, secretFile) = SecretSource(section, path, "passphraseEnv", "passphraseFile");
+                        providers.Add(new KeyProviderOptions { Name = section.Key, Type = KeyProviderType.Passphrase, SecretEnvironmentVariable = env, SecretFile = secretFile });
+                        break;
+                    case "PKCS11":
+                        CheckKnownKeys(section, Pkcs11ProviderKeys, path + ":");
+                        var (pinEnv, pinFile) = SecretSource(section, path, "pinEnv", "pinFile");
+                        foreach (var required in new[] { "library", "token", "label" })
+                        {
+                            if (string.IsNullOrWhiteSpace(section[required]))
+                            {
+                                Error($"{path}:{required}", "required for a pkcs11 provider");
+                            }
+                        }
+
+                        providers.Add(new KeyProviderOptions
+                        {
+                            Name = section.Key,
+                            Type = KeyProviderType.Pkcs11,
+                            Library = section["library"],
+                            Token = section["token"],
+                            Label = section["label"],
+                            SecretEnvironmentVariable = pinEnv,
+                            SecretFile = pinFile,
+                        });
+                        break;
+                    default:
+                        Error(path + ":type", $"'{type}' is not a provider type (software, passphrase, pkcs11)");
+                        break;
+                }
+            }
+
+            if (providers.Count == 0 && !keys.GetSection("providers").Exists())
+            {
+                providers.Add(new KeyProviderOptions { Name = KeysOptions.DefaultProviderName, Type = KeyProviderType.Software, File = Path.Combine(dataDirectory, "master.key") });
+            }
+
+            var provider = keys["provider"] ?? (providers.Count == 1 ? providers[0].Name : KeysOptions.DefaultProviderName);
+            if (providers.Count > 0 && !providers.Any(p => p.Name == provider))
+            {
+                Error("keys:provider", $"'{provider}' is not one of keys:providers ({string.Join(", ", providers.Select(p => p.Name))})");
+            }
+
+            var period = root["keys:rotationPeriod"] is "0" or "off" ? TimeSpan.Zero : Span("keys:rotationPeriod", TimeSpan.FromDays(90), TimeSpan.FromMinutes(1), TimeSpan.FromDays(3650));
+            return new KeysOptions { Provider = provider, RotationPeriod = period, Providers = providers };
+        }
+
+        private (string? Env, string? File) SecretSource(IConfigurationSection section, string path, string envKey, string fileKey)
+        {
+            var env = section[envKey];
+            var file = section[fileKey];
+            if (string.IsNullOrWhiteSpace(env) == string.IsNullOrWhiteSpace(file))
+            {
+                Error(path, $"give exactly one of {envKey} (an environment variable's name) or {fileKey} (a file)");
+            }
+
+            return (string.IsNullOrWhiteSpace(env) ? null : env, string.IsNullOrWhiteSpace(file) ? null : Path.GetFullPath(file));
         }
 
         private IReadOnlyList<(SiteDefinition, string)> ReadSites()

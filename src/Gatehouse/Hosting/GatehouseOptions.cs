@@ -19,6 +19,16 @@ public sealed record GatehouseOptions
 
     public LocalCaOptions LocalCa { get; init; } = new();
 
+    /// <summary>Master key providers and rotation; by default one software key file in the data directory.</summary>
+    public KeysOptions? Keys { get; init; }
+
+    /// <summary><see cref="Keys"/>, or the default: provider <c>local</c>, a key file at <see cref="MasterKeyPath"/>.</summary>
+    public KeysOptions EffectiveKeys => Keys ?? new KeysOptions
+    {
+        Provider = KeysOptions.DefaultProviderName,
+        Providers = [new KeyProviderOptions { Name = KeysOptions.DefaultProviderName, Type = KeyProviderType.Software, File = MasterKeyPath }],
+    };
+
     /// <summary>The built-in sample backend's port on 127.0.0.1, or null when it is off.</summary>
     public int? WelcomePort { get; init; }
 
@@ -32,6 +42,57 @@ public sealed record GatehouseOptions
     public string AdminTokenPath => Path.Combine(DataDirectory, "admin.token");
 
     public string LocalCaRootPath => Path.Combine(DataDirectory, "local-ca-root.pem");
+}
+
+/// <summary>The master key ring's providers and rotation (config section <c>keys</c>).</summary>
+public sealed record KeysOptions
+{
+    public const string DefaultProviderName = "local";
+
+    /// <summary>The provider new versions go to (the ring's first version, and every rotation).</summary>
+    public required string Provider { get; init; }
+
+    /// <summary>Automatic rotation when the active version is this old; zero turns it off.</summary>
+    public TimeSpan RotationPeriod { get; init; } = TimeSpan.FromDays(90);
+
+    public required IReadOnlyList<KeyProviderOptions> Providers { get; init; }
+}
+
+/// <summary>Kinds of master key provider.</summary>
+public enum KeyProviderType
+{
+    Software,
+    Passphrase,
+    Pkcs11,
+}
+
+/// <summary>One configured master key provider. Secrets (passphrase, PIN) are named by where they are, never given.</summary>
+public sealed record KeyProviderOptions
+{
+    public required string Name { get; init; }
+
+    public required KeyProviderType Type { get; init; }
+
+    /// <summary>software: the key file.</summary>
+    public string? File { get; init; }
+
+    /// <summary>passphrase: the passphrase; pkcs11: the user PIN — the environment variable that holds it.</summary>
+    public string? SecretEnvironmentVariable { get; init; }
+
+    /// <summary>passphrase: the passphrase; pkcs11: the user PIN — the file that holds it (trailing newline ignored).</summary>
+    public string? SecretFile { get; init; }
+
+    /// <summary>pkcs11: the module (.so).</summary>
+    public string? Library { get; init; }
+
+    /// <summary>pkcs11: the token's label.</summary>
+    public string? Token { get; init; }
+
+    /// <summary>pkcs11: the master key's label (later versions add <c>-vN</c>).</summary>
+    public string? Label { get; init; }
+
+    /// <summary>The config path of this provider, for error messages.</summary>
+    public string ConfigPath => $"keys:providers:{Name}";
 }
 
 /// <summary>The edge listeners.</summary>

@@ -23,15 +23,17 @@ public sealed class GatehouseServer : IAsyncDisposable
 {
     private readonly WebApplication _app;
     private readonly SqliteStore _store;
-    private readonly MasterKeyRing _keyRing;
+    private readonly KeyRing _keyRing;
+    private readonly Dictionary<string, IMasterKeyProvider> _keyProviders;
     private readonly CancellationTokenSource _stopping = new();
     private readonly List<Task> _background = [];
 
-    private GatehouseServer(WebApplication app, SqliteStore store, MasterKeyRing keyRing, CertificateCache cache, GatehouseOptions options)
+    private GatehouseServer(WebApplication app, SqliteStore store, KeyRing keyRing, Dictionary<string, IMasterKeyProvider> keyProviders, CertificateCache cache, GatehouseOptions options)
     {
         _app = app;
         _store = store;
         _keyRing = keyRing;
+        _keyProviders = keyProviders;
         Cache = cache;
         Options = options;
     }
@@ -76,24 +78,58 @@ public sealed class GatehouseServer : IAsyncDisposable
         }
 
         var time = TimeProvider.System;
-        var masterKey = MasterKeyFile.LoadOrCreate(options.MasterKeyPath);
-        var keyRing = new MasterKeyRing([masterKey], masterKey);
-        var cipher = new EnvelopeCipher(keyRing);
-        var store = SqliteStore.Open(options.StorePath, time);
+        var (store, providers, keyRing) = await OpenStoreAndKeysAsync(options, time, cancellationToken);
         try
         {
-            return await ComposeAndStartAsync(builder, options, configuration, store, keyRing, cipher, time, cancellationToken);
+            return await ComposeAndStartAsync(builder, options, configuration, store, providers, keyRing, time, cancellationToken);
         }
         catch
         {
             await store.DisposeAsync();
             keyRing.Dispose();
+            DisposeAll(providers);
             throw;
         }
     }
 
-    private static async Task<GatehouseServer> ComposeAndStartAsync(WebApplicationBuilder builder, GatehouseOptions options, GatehouseConfiguration? configuration, SqliteStore store, MasterKeyRing keyRing, EnvelopeCipher cipher, TimeProvider time, CancellationToken cancellationToken)
+    /// <summary>Opens the store, the configured key providers and the key ring (created on first start). Used by
+    /// <c>serve</c> and by the <c>keys</c> commands, which work on the store directly.</summary>
+    /// <exception cref="MasterKeyException">A provider or key version cannot be opened; nothing stays open.</exception>
+    internal static async Task<(SqliteStore Store, Dictionary<string, IMasterKeyProvider> Providers, KeyRing Ring)> OpenStoreAndKeysAsync(GatehouseOptions options, TimeProvider time, CancellationToken cancellationToken)
     {
+        Directory.CreateDirectory(options.DataDirectory);
+        var keys = options.EffectiveKeys;
+        var providers = KeyProviders.Open(keys);
+        SqliteStore? store = null;
+        try
+        {
+            store = SqliteStore.Open(options.StorePath, time);
+            var ring = await KeyRingStore.OpenOrCreateAsync(store, providers, keys.Provider, time, cancellationToken);
+            return (store, providers, ring);
+        }
+        catch
+        {
+            if (store is not null)
+            {
+                await store.DisposeAsync();
+            }
+
+            DisposeAll(providers);
+            throw;
+        }
+    }
+
+    private static void DisposeAll(Dictionary<string, IMasterKeyProvider> providers)
+    {
+        foreach (var provider in providers.Values)
+        {
+            provider.Dispose();
+        }
+    }
+
+    private static async Task<GatehouseServer> ComposeAndStartAsync(WebApplicationBuilder builder, GatehouseOptions options, GatehouseConfiguration? configuration, SqliteStore store, Dictionary<string, IMasterKeyProvider> providers, KeyRing keyRing, TimeProvider time, CancellationToken cancellationToken)
+    {
+        var cipher = new EnvelopeCipher(keyRing);
         // Core objects are built here, explicitly, and handed to ASP.NET as instances.
         var sites = new SiteRepository(store);
         var routes = new SiteRoutes();
@@ -101,6 +137,10 @@ public sealed class GatehouseServer : IAsyncDisposable
         services.AddSingleton(time);
         services.AddSingleton<IStore>(store);
         services.AddSingleton(cipher);
+        services.AddSingleton(keyRing);
+        services.AddSingleton(new KeyMaintenanceOptions { Provider = options.EffectiveKeys.Provider, RotationPeriod = options.EffectiveKeys.RotationPeriod });
+        services.AddHostedService<KeyMaintenance>();
+        services.AddSingleton(sp => new StoreMirror<KeyRingRecord>(store, StoreKeys.KeyRing, CoreJson.Deserialize<KeyRingRecord>, sp.GetRequiredService<ILogger<StoreMirror<KeyRingRecord>>>()));
         services.AddSingleton(sites);
         services.AddSingleton(routes);
         services.AddSingleton<IProxyConfigProvider>(routes);
@@ -160,7 +200,7 @@ public sealed class GatehouseServer : IAsyncDisposable
         var siteMirror = app.Services.GetRequiredService<StoreMirror<SiteDefinition>>();
         var certificateMirror = app.Services.GetRequiredService<StoreMirror<CertificateRecord>>();
         var localCa = app.Services.GetRequiredService<LocalCertificateAuthority>();
-        var server = new GatehouseServer(app, store, keyRing, cache, options);
+        var server = new GatehouseServer(app, store, keyRing, providers, cache, options);
         try
         {
             await server.StartComponentsAsync(configuration, routes, sites, siteMirror, certificateMirror, localCa, logger, cancellationToken);
@@ -185,6 +225,10 @@ public sealed class GatehouseServer : IAsyncDisposable
         // Desired state from the config file goes into the store; from there everything flows one way.
         await SyncConfigSitesAsync(Options.Sites, logger, cancellationToken);
 
+        // Rotations and retirements made by another instance or the CLI reach this one's key ring.
+        var ringMirror = _app.Services.GetRequiredService<StoreMirror<KeyRingRecord>>();
+        ringMirror.Subscribe(snapshot => ApplyKeyRing(snapshot, logger));
+        _background.Add(ringMirror.RunAsync(_stopping.Token));
         siteMirror.Subscribe(routes.Apply);
         certificateMirror.Subscribe(Cache.Apply);
         _background.Add(siteMirror.RunAsync(_stopping.Token));
@@ -232,6 +276,28 @@ public sealed class GatehouseServer : IAsyncDisposable
         }
 
         HostingLog.Started(logger, Options.Edge.Address.ToString(), Options.Edge.HttpsPort, Options.Edge.HttpPort, Options.Admin.Port, Options.DataDirectory);
+    }
+
+    private void ApplyKeyRing(MirrorSnapshot<KeyRingRecord> snapshot, ILogger logger)
+    {
+        if (!snapshot.Items.TryGetValue(StoreKeys.KeyRing, out var item))
+        {
+            return;
+        }
+
+        try
+        {
+            var before = _keyRing.Active.Version;
+            _keyRing.Apply(item.Value, item.ModRevision);
+            if (_keyRing.Active.Version != before)
+            {
+                HostingLog.KeyRingChanged(logger, _keyRing.Active.Version, item.ModRevision);
+            }
+        }
+        catch (MasterKeyException ex)
+        {
+            HostingLog.KeyRingUnusable(logger, ex.Message);
+        }
     }
 
     private static readonly TimeSpan AdminCertificateWait = TimeSpan.FromSeconds(30);
@@ -290,6 +356,7 @@ public sealed class GatehouseServer : IAsyncDisposable
         await _app.DisposeAsync();
         await _store.DisposeAsync();
         _keyRing.Dispose();
+        DisposeAll(_keyProviders);
         _stopping.Dispose();
     }
 
@@ -318,6 +385,12 @@ public sealed class GatehouseServer : IAsyncDisposable
 
 internal static partial class HostingLog
 {
+    [LoggerMessage(EventId = 6010, Level = LogLevel.Information, Message = "Key ring changed: master key version {Version} is active (store revision {Revision})")]
+    public static partial void KeyRingChanged(ILogger logger, uint version, long revision);
+
+    [LoggerMessage(EventId = 6011, Level = LogLevel.Error, Message = "The key ring in the store cannot be used here; keeping the previous one: {Reason}")]
+    public static partial void KeyRingUnusable(ILogger logger, string reason);
+
     [LoggerMessage(EventId = 6001, Level = LogLevel.Information, Message = "Gatehouse is serving: HTTPS on {Address}:{HttpsPort}, HTTP on {Address}:{HttpPort}, admin API on port {AdminPort}; data in {DataDirectory}")]
     public static partial void Started(ILogger logger, string address, int httpsPort, int httpPort, int adminPort, string dataDirectory);
 

@@ -1,0 +1,117 @@
+using System.Security.Cryptography;
+using System.Text;
+using Gatehouse.Keys;
+
+namespace Gatehouse.Hosting;
+
+/// <summary>Builds the configured master key providers, reading their secrets from where the configuration says.</summary>
+internal static class KeyProviders
+{
+    /// <summary>Opens every provider; on failure nothing stays open.</summary>
+    /// <exception cref="MasterKeyException">A provider cannot be opened; the message names it and the cause.</exception>
+    public static Dictionary<string, IMasterKeyProvider> Open(KeysOptions options, Func<string, string?>? environment = null)
+    {
+        environment ??= Environment.GetEnvironmentVariable;
+        var providers = new Dictionary<string, IMasterKeyProvider>(StringComparer.Ordinal);
+        try
+        {
+            foreach (var provider in options.Providers)
+            {
+                providers.Add(provider.Name, Open(provider, environment));
+            }
+
+            return providers;
+        }
+        catch
+        {
+            foreach (var provider in providers.Values)
+            {
+                provider.Dispose();
+            }
+
+            throw;
+        }
+    }
+
+    private static IMasterKeyProvider Open(KeyProviderOptions options, Func<string, string?> environment)
+    {
+        switch (options.Type)
+        {
+            case KeyProviderType.Software:
+                return SoftwareKeyFileProvider.OpenOrCreate(options.Name, options.File!);
+            case KeyProviderType.Passphrase:
+            {
+                var (secret, source) = ReadSecret(options, environment, "passphrase");
+                try
+                {
+                    return new PassphraseKeyProvider(options.Name, secret, source);
+                }
+                finally
+                {
+                    CryptographicOperations.ZeroMemory(secret);
+                }
+            }
+
+            case KeyProviderType.Pkcs11:
+            {
+                var (secret, _) = ReadSecret(options, environment, "PIN");
+                try
+                {
+                    return Pkcs11Factory(options, Encoding.UTF8.GetString(secret));
+                }
+                finally
+                {
+                    CryptographicOperations.ZeroMemory(secret);
+                }
+            }
+
+            default:
+                throw new MasterKeyException($"{options.ConfigPath}: unknown provider type {options.Type}.");
+        }
+    }
+
+    /// <summary>Opens a PKCS#11 provider (set once the PKCS#11 adapter is wired).</summary>
+    internal static Func<KeyProviderOptions, string, IMasterKeyProvider> Pkcs11Factory { get; set; } =
+        (options, _) => throw new MasterKeyException($"{options.ConfigPath}: PKCS#11 providers are not available in this build.");
+
+    /// <summary>Reads a secret from the environment variable or file the configuration names.</summary>
+    private static (byte[] Secret, string Source) ReadSecret(KeyProviderOptions options, Func<string, string?> environment, string what)
+    {
+        if (options.SecretEnvironmentVariable is { } variable)
+        {
+            var value = environment(variable);
+            if (string.IsNullOrEmpty(value))
+            {
+                throw new MasterKeyException($"{options.ConfigPath}: the {what} is to come from environment variable {variable}, which is not set or empty.");
+            }
+
+            return (Encoding.UTF8.GetBytes(value), $"environment variable {variable}");
+        }
+
+        var path = options.SecretFile!;
+        byte[] bytes;
+        try
+        {
+            bytes = File.ReadAllBytes(path);
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            throw new MasterKeyException($"{options.ConfigPath}: cannot read the {what} file '{path}': {ex.Message}", ex);
+        }
+
+        var length = bytes.Length;
+        while (length > 0 && bytes[length - 1] is (byte)'\n' or (byte)'\r')
+        {
+            length--;
+        }
+
+        if (length == 0)
+        {
+            throw new MasterKeyException($"{options.ConfigPath}: the {what} file '{path}' is empty.");
+        }
+
+        var secret = bytes[..length];
+        CryptographicOperations.ZeroMemory(bytes);
+        return (secret, $"file '{path}'");
+    }
+}
