@@ -194,7 +194,7 @@ public sealed class ProcessTests : IAsyncLifetime
 
     private string ServerLog => string.Join('\n', ServerOutput.Where(l => !l.StartsWith('{')).TakeLast(30));
 
-    private static string GatehouseDll => Path.Combine(AppContext.BaseDirectory, "gatehouse.dll");
+    private static string GatehouseDll => Tools.GatehouseDll;
 
     private Process Start(string[] args, Dictionary<string, string>? environment = null)
     {
@@ -221,38 +221,6 @@ public sealed class ProcessTests : IAsyncLifetime
     private Task<ToolResult> RunAsync(string[] args, TimeSpan timeout, Dictionary<string, string>? environment = null) =>
         RunToolAsync("dotnet", [GatehouseDll, .. args], timeout: timeout, environment: environment);
 
-    private async Task<ToolResult> RunToolAsync(string tool, string[] args, string? stdin = null, TimeSpan? timeout = null, Dictionary<string, string>? environment = null)
-    {
-        var start = new ProcessStartInfo(tool) { WorkingDirectory = _directory, RedirectStandardOutput = true, RedirectStandardError = true, RedirectStandardInput = true };
-        foreach (var arg in args)
-        {
-            start.ArgumentList.Add(arg);
-        }
-
-        foreach (var (key, value) in environment ?? [])
-        {
-            start.Environment[key] = value;
-        }
-
-        start.Environment["COLUMNS"] = "200";
-        using var process = Process.Start(start)!;
-        var output = process.StandardOutput.ReadToEndAsync();
-        var error = process.StandardError.ReadToEndAsync();
-        await process.StandardInput.WriteAsync(stdin ?? "");
-        process.StandardInput.Close();
-        using var cts = new CancellationTokenSource(timeout ?? TimeSpan.FromSeconds(30));
-        try
-        {
-            await process.WaitForExitAsync(cts.Token);
-        }
-        catch (OperationCanceledException)
-        {
-            process.Kill(entireProcessTree: true);
-            throw new TimeoutException($"{tool} {string.Join(' ', args)} did not finish in time");
-        }
-
-        return new ToolResult(process.ExitCode, await output, await error);
-    }
-
-    private sealed record ToolResult(int ExitCode, string StandardOutput, string StandardError);
+    private Task<ToolResult> RunToolAsync(string tool, string[] args, string? stdin = null, TimeSpan? timeout = null, Dictionary<string, string>? environment = null) =>
+        Tools.RunAsync(tool, args, _directory, stdin, timeout, environment);
 }

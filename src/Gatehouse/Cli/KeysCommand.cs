@@ -113,10 +113,10 @@ internal static class KeysCommand
             else
             {
                 var clock = Stopwatch.StartNew();
-                var lastPrint = TimeSpan.MinValue;
+                TimeSpan? lastPrint = null;
                 result = await rewrapper.RunAsync(new InlineProgress<RewrapProgress>(p =>
                 {
-                    if (p.Done > 0 && (clock.Elapsed - lastPrint >= TimeSpan.FromMilliseconds(250) || p.Done == p.Total))
+                    if (p.Done > 0 && (lastPrint is not { } last || clock.Elapsed - last >= TimeSpan.FromMilliseconds(250) || p.Done == p.Total))
                     {
                         lastPrint = clock.Elapsed;
                         Console.WriteLine($"rewrap: {p.Done}/{p.Total} records, {p.Rewrapped} rewrapped");

@@ -44,6 +44,9 @@ public sealed class GatehouseServer : IAsyncDisposable
 
     public IStore Store => _store;
 
+    /// <summary>The master key version this instance seals new secrets with.</summary>
+    internal uint ActiveKeyVersion => _keyRing.Active.Version;
+
     /// <summary>Completes when the server stops (by <see cref="StopAsync"/> or a signal).</summary>
     public Task Stopped => _app.WaitForShutdownAsync();
 
