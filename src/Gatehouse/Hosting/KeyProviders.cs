@@ -1,6 +1,7 @@
 using System.Security.Cryptography;
 using System.Text;
 using Gatehouse.Keys;
+using Gatehouse.Keys.Pkcs11;
 
 namespace Gatehouse.Hosting;
 
@@ -70,9 +71,14 @@ internal static class KeyProviders
         }
     }
 
-    /// <summary>Opens a PKCS#11 provider (set once the PKCS#11 adapter is wired).</summary>
-    internal static Func<KeyProviderOptions, string, IMasterKeyProvider> Pkcs11Factory { get; set; } =
-        (options, _) => throw new MasterKeyException($"{options.ConfigPath}: PKCS#11 providers are not available in this build.");
+    private static Pkcs11MasterKeyProvider Pkcs11Factory(KeyProviderOptions options, string pin) => new(new Pkcs11Options
+    {
+        Name = options.Name,
+        LibraryPath = options.Library!,
+        TokenLabel = options.Token!,
+        KeyLabel = options.Label!,
+        Pin = pin,
+    });
 
     /// <summary>Reads a secret from the environment variable or file the configuration names.</summary>
     private static (byte[] Secret, string Source) ReadSecret(KeyProviderOptions options, Func<string, string?> environment, string what)
