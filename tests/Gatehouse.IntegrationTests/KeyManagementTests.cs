@@ -89,6 +89,7 @@ public sealed class KeyManagementTests : IAsyncLifetime
         var fileKey = FileKey();
         Assert.Empty(new KeyMaterialScanner([fileKey, Encoding.ASCII.GetBytes(Convert.ToBase64String(fileKey))]).Scan(_gatehouse.DataDirectory, except: "master.key"));
         Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(Path.Combine(_gatehouse.DataDirectory, "master.key")));
+        Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute, File.GetUnixFileMode(_gatehouse.DataDirectory));
     }
 
     [Fact]

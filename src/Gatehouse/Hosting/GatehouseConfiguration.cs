@@ -314,7 +314,8 @@ public sealed class GatehouseConfiguration
         {
             try
             {
-                Directory.CreateDirectory(path);
+                // Owner-only when created here: the store, key file and admin token are nobody else's business.
+                Directory.CreateDirectory(path, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
                 var probe = Path.Combine(path, $".write-test-{Environment.ProcessId}");
                 File.WriteAllBytes(probe, []);
                 File.Delete(probe);

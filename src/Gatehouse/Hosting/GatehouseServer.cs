@@ -57,7 +57,7 @@ public sealed class GatehouseServer : IAsyncDisposable
     /// <param name="cancellationToken">Aborts start-up.</param>
     public static async Task<GatehouseServer> StartAsync(GatehouseOptions options, GatehouseConfiguration? configuration = null, Action<ILoggingBuilder>? configureLogging = null, CancellationToken cancellationToken = default)
     {
-        Directory.CreateDirectory(options.DataDirectory);
+        Directory.CreateDirectory(options.DataDirectory, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
         var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = [], ContentRootPath = options.DataDirectory, EnvironmentName = Environments.Production });
         builder.Configuration.Sources.Clear();
         builder.Logging.ClearProviders();
@@ -100,7 +100,7 @@ public sealed class GatehouseServer : IAsyncDisposable
     /// <exception cref="MasterKeyException">A provider or key version cannot be opened; nothing stays open.</exception>
     internal static async Task<(SqliteStore Store, Dictionary<string, IMasterKeyProvider> Providers, KeyRing Ring)> OpenStoreAndKeysAsync(GatehouseOptions options, TimeProvider time, CancellationToken cancellationToken)
     {
-        Directory.CreateDirectory(options.DataDirectory);
+        Directory.CreateDirectory(options.DataDirectory, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
         var keys = options.EffectiveKeys;
         var providers = KeyProviders.Open(keys);
         SqliteStore? store = null;
