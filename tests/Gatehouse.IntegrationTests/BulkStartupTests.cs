@@ -1,0 +1,58 @@
+using System.Diagnostics;
+using System.Security.Cryptography.X509Certificates;
+using Gatehouse.IntegrationTests.Infrastructure;
+using Gatehouse.Keys;
+using Gatehouse.Storage.Sqlite;
+using Xunit.Abstractions;
+
+namespace Gatehouse.IntegrationTests;
+
+/// <summary>
+/// Start-up with a large store: the server opens a SQLite store of 100,000 sites with sealed certificate keys and
+/// serves a handshake without opening them all first. Times go to the test output; nothing asserts on them.
+/// </summary>
+public sealed class BulkStartupTests(ITestOutputHelper output)
+{
+    private const int Count = 100_000;
+
+    [Fact]
+    public async Task Start_StoreOf100000CertificateRecords_ServesTheRightCertificate()
+    {
+        await using var gatehouse = GatehouseInstance.Create();
+        using var certificate = BulkCertificate.Create();
+        var options = gatehouse.LoadOptions();
+        Directory.CreateDirectory(options.DataDirectory);
+        var watch = Stopwatch.StartNew();
+        await using (var store = SqliteStore.Open(options.StorePath))
+        using (var keyRing = OpenKeyRing(options.MasterKeyPath))
+        {
+            await BulkStore.SeedAsync(store, new EnvelopeCipher(keyRing), certificate, Count);
+        }
+
+        output.WriteLine($"seeded {Count:N0} sites and certificate records in {watch.Elapsed.TotalSeconds:0.0} s");
+
+        watch.Restart();
+        await gatehouse.RestartAsync();
+        var started = watch.Elapsed;
+        var name = BulkStore.Host(Count / 2);
+        await using var tls = await gatehouse.HandshakeAsync(name, trust: certificate.TrustOnlyRoot());
+        output.WriteLine($"start: {started.TotalSeconds:0.00} s; start to first handshake ({name}): {watch.Elapsed.TotalSeconds:0.00} s");
+
+        var leaf = new X509Certificate2(tls.RemoteCertificate!);
+        Assert.Equal(certificate.Serial, leaf.SerialNumber);
+        Assert.Equal(Count, gatehouse.Server.Cache.Count);
+        Assert.True(gatehouse.Server.Cache.TryMatch(name, out var served));
+        Assert.NotNull(served.Options);
+        Assert.True(gatehouse.Server.Cache.TryMatch(BulkStore.Host(Count / 2 + 1), out var cold));
+        Assert.Null(cold.Options); // only what a handshake asked for is opened
+        Assert.DoesNotContain(gatehouse.Logs, line => line.StartsWith("Error", StringComparison.Ordinal));
+    }
+
+    /// <summary>The key ring the server builds from its data directory; kept to this one method because key-ring
+    /// construction is changing (GatehouseServer.StartAsync is the reference).</summary>
+    private static MasterKeyRing OpenKeyRing(string masterKeyPath)
+    {
+        var masterKey = MasterKeyFile.LoadOrCreate(masterKeyPath);
+        return new MasterKeyRing([masterKey], masterKey);
+    }
+}
