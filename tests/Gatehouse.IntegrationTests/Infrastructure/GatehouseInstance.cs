@@ -111,8 +111,8 @@ public sealed class GatehouseInstance : IAsyncDisposable
         }
     }
 
-    /// <summary>An HTTPS client for the edge that trusts only the local CA root.</summary>
-    public HttpClient EdgeClient(bool http2 = false) => Client(HttpsPort, http2);
+    /// <summary>An HTTPS client for the edge that trusts only the local CA root, or <paramref name="trust"/>.</summary>
+    public HttpClient EdgeClient(bool http2 = false, X509ChainPolicy? trust = null) => Client(HttpsPort, http2, trust);
 
     /// <summary>A client for the admin API with (or without) the bearer token.</summary>
     public HttpClient AdminClient(string? token = null, bool withToken = true)
@@ -189,14 +189,14 @@ public sealed class GatehouseInstance : IAsyncDisposable
         return policy;
     }
 
-    private HttpClient Client(int port, bool http2)
+    private HttpClient Client(int port, bool http2, X509ChainPolicy? trust = null)
     {
         var handler = new SocketsHttpHandler
         {
             AllowAutoRedirect = false,
             PooledConnectionLifetime = TimeSpan.FromSeconds(1),
             ConnectCallback = (_, ct) => ConnectAsync(port, ct),
-            SslOptions = new SslClientAuthenticationOptions { CertificateChainPolicy = TrustOnly(Root) },
+            SslOptions = new SslClientAuthenticationOptions { CertificateChainPolicy = trust ?? TrustOnly(Root) },
         };
         var client = new HttpClient(handler) { Timeout = TimeSpan.FromSeconds(20) };
         if (http2)
