@@ -2,6 +2,7 @@ using System.Net;
 using System.Text;
 using Gatehouse.Edge.Tls;
 using Microsoft.AspNetCore.Http;
+using Yarp.ReverseProxy;
 using Yarp.ReverseProxy.Forwarder;
 
 namespace Gatehouse.Edge.Routing;
@@ -28,6 +29,21 @@ public static class EdgeMiddleware
         }
 
         await next(context);
+    }
+
+    /// <summary>
+    /// First in YARP's proxy pipeline: moves the request from the edge's one route to its site's cluster, found by
+    /// host in the same table as the misdirected-request check (see <see cref="SiteRoutes"/> for why not by ASP.NET
+    /// routing). A site whose cluster YARP has not loaded yet stays on the cluster without destinations (503).
+    /// </summary>
+    public static Task RouteToSite(HttpContext context, RequestDelegate next, SiteRoutes routes, IProxyStateLookup proxyState)
+    {
+        if (routes.TryMatchSite(context.Request.Host.Host, out var site) && proxyState.TryGetCluster(site.Id, out var cluster))
+        {
+            context.ReassignProxyRequest(cluster);
+        }
+
+        return next(context);
     }
 
     /// <summary>Gives YARP's bare 502/504 a short page that says what happened (never backend details).</summary>

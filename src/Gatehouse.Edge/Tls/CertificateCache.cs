@@ -1,4 +1,4 @@
-using System.Collections.Immutable;
+using System.Net;
 using System.Net.Security;
 using System.Security.Authentication;
 using System.Security.Cryptography;
@@ -11,17 +11,23 @@ using Microsoft.Extensions.Logging;
 
 namespace Gatehouse.Edge.Tls;
 
-/// <summary>A certificate ready to serve: its prepared TLS options and what it covers.</summary>
+/// <summary>
+/// A certificate the edge can serve: what its record says it covers, and, from the first handshake that needs it on,
+/// its prepared TLS options. One instance per record content (chain, sealed key, names), shared by its connections.
+/// </summary>
 public sealed class ServedCertificate
 {
-    internal ServedCertificate(string id, string serial, IReadOnlyList<string> names, DateTimeOffset notAfter, X509Certificate2 leaf, SslServerAuthenticationOptions options)
+    private CertificateRecord _record;
+    private Task<Preparation>? _preparation;
+
+    internal ServedCertificate(string recordKey, CertificateRecord record)
     {
-        Id = id;
-        Serial = serial;
-        Names = names;
-        NotAfter = notAfter;
-        Leaf = leaf;
-        Options = options;
+        RecordKey = recordKey;
+        _record = record;
+        Id = record.Id;
+        Serial = record.Serial ?? "";
+        Names = record.Names;
+        NotAfter = record.NotAfter ?? DateTimeOffset.MinValue;
         Feature = new ServedCertificateFeature(this);
     }
 
@@ -31,23 +37,94 @@ public sealed class ServedCertificate
     /// <summary>The certificate (= site) id.</summary>
     public string Id { get; }
 
+    /// <summary>The leaf's serial number as the record gives it (checked against the chain when prepared).</summary>
     public string Serial { get; }
 
+    /// <summary>The names the record says the chain covers; the SNI table serves the certificate for these.</summary>
     public IReadOnlyList<string> Names { get; }
 
+    /// <summary>The end of the leaf's validity as the record gives it.</summary>
     public DateTimeOffset NotAfter { get; }
 
-    /// <summary>The leaf, with its private key.</summary>
-    public X509Certificate2 Leaf { get; }
+    /// <summary>The leaf, with its private key; null until prepared, and when it cannot be prepared.</summary>
+    public X509Certificate2? Leaf => Prepared?.Leaf;
 
-    /// <summary>Prepared server options (certificate context with chain, protocols, ALPN); shared by handshakes.</summary>
-    public SslServerAuthenticationOptions Options { get; }
+    /// <summary>Prepared server options (certificate context with chain, protocols, ALPN), shared by handshakes; null
+    /// until prepared, and when it cannot be prepared.</summary>
+    public SslServerAuthenticationOptions? Options => Prepared?.Options;
+
+    /// <summary>Why the certificate cannot be served, once its preparation found out; null otherwise.</summary>
+    public string? Failure => Prepared?.Failure;
+
+    internal string RecordKey { get; }
+
+    internal CertificateRecord Record => Volatile.Read(ref _record);
+
+    private Preparation? Prepared => Volatile.Read(ref _preparation) is { IsCompletedSuccessfully: true } done ? done.Result : null;
+
+    /// <summary>Takes <paramref name="record"/> as this certificate's record when it has the same content (a record
+    /// rewritten for its status only keeps its prepared context); false when the record needs a new instance.</summary>
+    internal bool TryAdopt(string recordKey, CertificateRecord record)
+    {
+        var current = Record;
+        if (ReferenceEquals(current, record))
+        {
+            return true;
+        }
+
+        if (!string.Equals(RecordKey, recordKey, StringComparison.Ordinal)
+            || !string.Equals(current.Serial, record.Serial, StringComparison.Ordinal)
+            || current.NotAfter != record.NotAfter
+            || !current.Names.SequenceEqual(record.Names, StringComparer.Ordinal)
+            || !string.Equals(current.ChainPem, record.ChainPem, StringComparison.Ordinal)
+            || !current.SealedKey.AsSpan().SequenceEqual(record.SealedKey))
+        {
+            return false;
+        }
+
+        Volatile.Write(ref _record, record); // same content: let the old record object go
+        return true;
+    }
+
+    /// <summary>Runs <paramref name="prepare"/> once for this certificate, however many callers ask at the same time;
+    /// later callers get the first one's result.</summary>
+    internal Task<Preparation> PrepareOnce(Func<ServedCertificate, Preparation> prepare)
+    {
+        if (Volatile.Read(ref _preparation) is { } existing)
+        {
+            return existing;
+        }
+
+        var published = new TaskCompletionSource<Preparation>(TaskCreationOptions.RunContinuationsAsynchronously);
+        if (Interlocked.CompareExchange(ref _preparation, published.Task, null) is { } winner)
+        {
+            return winner;
+        }
+
+        try
+        {
+            published.SetResult(prepare(this));
+        }
+        catch (Exception ex)
+        {
+            published.SetException(ex); // waiters must not wait forever
+            throw;
+        }
+
+        return published.Task;
+    }
 }
 
+/// <summary>The outcome of preparing a certificate: a leaf with its key and the TLS options, or why not.</summary>
+internal sealed record Preparation(X509Certificate2? Leaf, SslServerAuthenticationOptions? Options, string? Failure);
+
 /// <summary>
-/// The edge's certificates, rebuilt off the handshake path whenever the certificate records change and swapped
-/// in one reference write. A handshake does one table lookup. Certificates whose record did not change are reused,
-/// so a change costs one key decryption, not one per certificate.
+/// The edge's certificates. The table (exact names, one-level wildcards) is rebuilt off the handshake path from the
+/// records alone whenever they change, and swapped in one reference write: no key is opened and no certificate
+/// parsed then, so a store of any size loads in time proportional to its records. A site certificate is prepared
+/// (chain parsed, key opened, TLS context built) by the first handshake that selects it, once, and kept until its
+/// record changes; one that cannot be prepared is logged once and refused until its record changes. Internal
+/// certificates (few) are prepared when their record arrives.
 /// </summary>
 public sealed class CertificateCache
 {
@@ -69,37 +146,56 @@ public sealed class CertificateCache
 
     private readonly EnvelopeCipher _cipher;
     private readonly ILogger<CertificateCache> _logger;
+    private readonly Func<ServedCertificate, Preparation> _prepare;
     private readonly Lock _rebuild = new();
-    private volatile Table _table = new(new HostTable<ServedCertificate>([]), ImmutableDictionary<string, ServedCertificate>.Empty, ImmutableDictionary<string, ServedCertificate>.Empty, 0);
+    private volatile Table _table = new(new HostTable<ServedCertificate>([]), new(StringComparer.Ordinal), new(StringComparer.Ordinal), 0, 0);
 
     public CertificateCache(EnvelopeCipher cipher, ILogger<CertificateCache> logger)
     {
         _cipher = cipher;
         _logger = logger;
+        _prepare = Prepare;
     }
 
     /// <summary>The store revision the current table reflects.</summary>
     public long Revision => _table.Revision;
 
-    /// <summary>How many site certificates are served.</summary>
+    /// <summary>How many site certificates the table holds (prepared or not yet).</summary>
     public int Count => _table.ById.Count;
 
     /// <summary>Finds the certificate to present for an SNI name: exact name, then one-level wildcard.</summary>
     public bool TryMatch(ReadOnlySpan<char> serverName, [System.Diagnostics.CodeAnalysis.MaybeNullWhen(false)] out ServedCertificate certificate) =>
         _table.Names.TryMatch(serverName, out certificate);
 
-    /// <summary>An internal certificate (id starting with '_'), e.g. the admin listener's.</summary>
-    public ServedCertificate? GetInternal(string id) => _table.Internal.GetValueOrDefault(id);
+    /// <summary>An internal certificate (id starting with '_'), e.g. the admin listener's; always prepared. When a
+    /// newer record of it cannot be prepared, the last one that could keeps being returned.</summary>
+    public ServedCertificate? GetInternal(string id) => _table.Internal.GetValueOrDefault(id)?.Served;
 
-    /// <summary>Builds a new table from a snapshot of certificate records and swaps it in.</summary>
+    /// <summary>
+    /// The TLS options of <paramref name="certificate"/>, preparing it on first use: concurrent first callers share
+    /// one preparation, later callers get its result at once. Null when it cannot be served (logged once).
+    /// </summary>
+    public ValueTask<SslServerAuthenticationOptions?> PrepareAsync(ServedCertificate certificate)
+    {
+        var preparation = certificate.PrepareOnce(_prepare);
+        return preparation.IsCompletedSuccessfully
+            ? ValueTask.FromResult(preparation.Result.Options)
+            : AwaitOptionsAsync(preparation);
+
+        static async ValueTask<SslServerAuthenticationOptions?> AwaitOptionsAsync(Task<Preparation> preparation) => (await preparation).Options;
+    }
+
+    /// <summary>Builds a new table from a snapshot of certificate records and swaps it in. Site certificates whose
+    /// record content did not change keep their instance (and their prepared context); the others start unprepared,
+    /// and the replaced instances are left to the garbage collector (see docs/architecture.md).</summary>
     public void Apply(MirrorSnapshot<CertificateRecord> snapshot)
     {
         lock (_rebuild)
         {
             var previous = _table;
-            var sites = ImmutableDictionary.CreateBuilder<string, ServedCertificate>(StringComparer.Ordinal);
-            var internals = ImmutableDictionary.CreateBuilder<string, ServedCertificate>(StringComparer.Ordinal);
-            var names = new List<KeyValuePair<string, ServedCertificate>>();
+            var sites = new Dictionary<string, ServedCertificate>(previous.ById.Count, StringComparer.Ordinal);
+            var internals = new Dictionary<string, InternalSlot>(previous.Internal.Count, StringComparer.Ordinal);
+            var names = new List<KeyValuePair<string, ServedCertificate>>(previous.NameCount);
             foreach (var (key, item) in snapshot.Items)
             {
                 var record = item.Value;
@@ -108,89 +204,154 @@ public sealed class CertificateCache
                     continue;
                 }
 
-                var isInternal = record.IsInternal;
-                var known = (isInternal ? previous.Internal : previous.ById).GetValueOrDefault(record.Id);
-                var served = known is not null && known.Serial == record.Serial ? known : TryPrepare(key, record) ?? known;
-                if (served is null)
+                if (record.IsInternal)
                 {
+                    internals[record.Id] = ApplyInternal(key, record, previous.Internal.GetValueOrDefault(record.Id));
                     continue;
                 }
 
-                if (isInternal)
-                {
-                    internals[served.Id] = served;
-                    continue;
-                }
-
-                sites[served.Id] = served;
+                var known = previous.ById.GetValueOrDefault(record.Id);
+                var served = known is not null && known.TryAdopt(key, record) ? known : new ServedCertificate(key, record);
+                sites[record.Id] = served;
                 foreach (var name in served.Names)
                 {
                     names.Add(new(name, served));
                 }
             }
 
-            _table = new Table(new HostTable<ServedCertificate>(names), sites.ToImmutable(), internals.ToImmutable(), snapshot.Revision);
+            _table = new Table(new HostTable<ServedCertificate>(names), sites, internals, names.Count, snapshot.Revision);
             CertificateCacheLog.Swapped(_logger, sites.Count, internals.Count, snapshot.Revision);
         }
-
     }
 
-    /// <summary>Opens the sealed key and prepares the TLS context; null (and an error log) when the record is unusable.</summary>
-    private ServedCertificate? TryPrepare(string key, CertificateRecord record)
+    /// <summary>Prepares a changed internal certificate now; keeps serving the previous one when it cannot be.</summary>
+    private InternalSlot ApplyInternal(string key, CertificateRecord record, InternalSlot? known)
     {
+        if (known is not null && known.Latest.TryAdopt(key, record))
+        {
+            return known;
+        }
+
+        var latest = new ServedCertificate(key, record);
+        latest.PrepareOnce(_prepare);
+        return new InternalSlot(latest, latest.Options is not null ? latest : known?.Served);
+    }
+
+    /// <summary>Parses the chain, checks it against the record, opens the sealed key and builds the TLS context.
+    /// Failures are values (and one error log), never key material.</summary>
+    private Preparation Prepare(ServedCertificate certificate)
+    {
+        var record = certificate.Record;
+        var chain = new X509Certificate2Collection();
+        X509Certificate2? leaf = null;
+        Preparation? prepared = null;
+        string? failure;
         try
         {
-            var chain = new X509Certificate2Collection();
             chain.ImportFromPem(record.ChainPem);
-            using var plaintext = _cipher.Open(key, record.SealedKey);
-            using var privateKey = ECDsa.Create();
-            privateKey.ImportPkcs8PrivateKey(plaintext.Span, out _);
-            using var publicLeaf = chain[0];
-            var leaf = publicLeaf.CopyWithPrivateKey(privateKey);
-            var intermediates = new X509Certificate2Collection();
-            for (var i = 1; i < chain.Count; i++)
+            failure = chain.Count == 0 ? "its chain holds no certificate" : MismatchWithRecord(chain[0], certificate);
+            if (failure is null)
             {
-                intermediates.Add(chain[i]);
-            }
+                using (var plaintext = _cipher.Open(certificate.RecordKey, record.SealedKey))
+                using (var privateKey = ECDsa.Create())
+                {
+                    privateKey.ImportPkcs8PrivateKey(plaintext.Span, out _);
+                    leaf = chain[0].CopyWithPrivateKey(privateKey); // throws when the key is not the leaf's
+                }
 
-            var options = new SslServerAuthenticationOptions
-            {
-                ServerCertificateContext = SslStreamCertificateContext.Create(leaf, intermediates, offline: true),
-                EnabledSslProtocols = SslProtocols.Tls12 | SslProtocols.Tls13,
-                ApplicationProtocols = Alpn,
-                CipherSuitesPolicy = AeadOnly,
-                ClientCertificateRequired = false,
-                CertificateRevocationCheckMode = X509RevocationMode.NoCheck,
-                AllowRenegotiation = false,
-                AllowTlsResume = true,
-            };
-            var names = LeafNames(leaf);
-            return new ServedCertificate(record.Id, leaf.SerialNumber, names, new DateTimeOffset(leaf.NotAfter.ToUniversalTime()), leaf, options);
+                var intermediates = new X509Certificate2Collection();
+                for (var i = 1; i < chain.Count; i++)
+                {
+                    intermediates.Add(chain[i]);
+                }
+
+                prepared = new Preparation(leaf, new SslServerAuthenticationOptions
+                {
+                    ServerCertificateContext = SslStreamCertificateContext.Create(leaf, intermediates, offline: true),
+                    EnabledSslProtocols = SslProtocols.Tls12 | SslProtocols.Tls13,
+                    ApplicationProtocols = Alpn,
+                    CipherSuitesPolicy = AeadOnly,
+                    ClientCertificateRequired = false,
+                    CertificateRevocationCheckMode = X509RevocationMode.NoCheck,
+                    AllowRenegotiation = false,
+                    AllowTlsResume = true,
+                }, null);
+                return prepared;
+            }
         }
         catch (Exception ex) when (ex is CryptographicException or ArgumentException or FormatException)
         {
             // EnvelopeAuthenticationException is a CryptographicException and names the record, never key material.
-            CertificateCacheLog.Unusable(_logger, record.Id, ex.Message);
-            return null;
+            failure = ex.Message;
         }
+        finally
+        {
+            // A prepared context keeps the leaf with its key and the intermediates; the public-only leaf goes now, and
+            // everything when nothing was prepared.
+            var unused = prepared is null ? chain.Count : 1;
+            for (var i = 0; i < unused; i++)
+            {
+                chain[i].Dispose();
+            }
+
+            if (prepared is null)
+            {
+                leaf?.Dispose();
+            }
+        }
+
+        CertificateCacheLog.Unusable(_logger, certificate.Id, certificate.Serial, failure);
+        return new Preparation(null, null, failure);
     }
 
-    /// <summary>The DNS names the leaf really covers (its SAN), which is what the SNI table may serve it for.</summary>
-    private static string[] LeafNames(X509Certificate2 leaf)
+    /// <summary>What makes the chain's leaf not the one the record describes: another serial, or names its SAN does
+    /// not cover (exactly, or by a one-level wildcard as RFC 6125 §6.4.3 allows; an IP address only by itself); null
+    /// when it matches.</summary>
+    private static string? MismatchWithRecord(X509Certificate2 leaf, ServedCertificate certificate)
     {
-        var names = new List<string>();
+        if (!string.Equals(leaf.SerialNumber, certificate.Serial, StringComparison.OrdinalIgnoreCase))
+        {
+            return $"its chain's leaf has serial {leaf.SerialNumber}, the record says {certificate.Serial}";
+        }
+
+        var dnsNames = new List<KeyValuePair<string, string>>();
+        var addresses = new HashSet<IPAddress>();
         foreach (var extension in leaf.Extensions)
         {
             if (extension is X509SubjectAlternativeNameExtension san)
             {
-                names.AddRange(san.EnumerateDnsNames());
+                foreach (var name in san.EnumerateDnsNames())
+                {
+                    dnsNames.Add(new(name, name));
+                }
+
+                addresses.UnionWith(san.EnumerateIPAddresses());
             }
         }
 
-        return [.. names];
+        var covered = new HostTable<string>(dnsNames);
+        var missing = new List<string>();
+        foreach (var name in certificate.Names)
+        {
+            if (IPAddress.TryParse(name, out var address) ? !addresses.Contains(address) : !covered.TryMatch(name, out _))
+            {
+                missing.Add(name);
+            }
+        }
+
+        return missing.Count == 0 ? null : $"its leaf's subject alternative names do not cover {string.Join(", ", missing)}";
     }
 
-    private sealed record Table(HostTable<ServedCertificate> Names, ImmutableDictionary<string, ServedCertificate> ById, ImmutableDictionary<string, ServedCertificate> Internal, long Revision);
+    /// <summary>An internal certificate: the latest record's instance, and the one served (the latest when it could
+    /// be prepared, else the last that could).</summary>
+    private sealed record InternalSlot(ServedCertificate Latest, ServedCertificate? Served);
+
+    private sealed record Table(
+        HostTable<ServedCertificate> Names,
+        Dictionary<string, ServedCertificate> ById,
+        Dictionary<string, InternalSlot> Internal,
+        int NameCount,
+        long Revision);
 }
 
 internal static partial class CertificateCacheLog
@@ -198,6 +359,6 @@ internal static partial class CertificateCacheLog
     [LoggerMessage(EventId = 4001, Level = LogLevel.Debug, Message = "Certificate table swapped: {Sites} site certificates, {Internal} internal, at revision {Revision}")]
     public static partial void Swapped(ILogger logger, int sites, int @internal, long revision);
 
-    [LoggerMessage(EventId = 4002, Level = LogLevel.Error, Message = "Certificate {CertificateId} cannot be served: {Reason}")]
-    public static partial void Unusable(ILogger logger, string certificateId, string reason);
+    [LoggerMessage(EventId = 4002, Level = LogLevel.Error, Message = "Certificate {CertificateId} (serial {Serial}) cannot be served: {Reason}")]
+    public static partial void Unusable(ILogger logger, string certificateId, string serial, string reason);
 }

@@ -15,23 +15,28 @@ public sealed class ServedCertificateFeature(ServedCertificate certificate)
 
 /// <summary>
 /// Connection middleware in front of TLS on the HTTPS listener: reads the ClientHello (without consuming it),
-/// looks the SNI name up in the <see cref="CertificateCache"/>, and either records the choice for the handshake or
-/// ends the connection with the TLS alert unrecognized_name. There is no default certificate, so a client that asks
-/// for a name no site serves learns no other site's names.
+/// looks the SNI name up in the <see cref="CertificateCache"/>, prepares that certificate if this is its first
+/// handshake, and either records the choice for the handshake or ends the connection with a TLS alert:
+/// unrecognized_name when no site serves the name, internal_error when its certificate cannot be prepared. There is
+/// no default certificate, so a client that asks for a name no site serves learns no other site's names.
 /// </summary>
 public sealed class SniGate(CertificateCache cache, ILogger<SniGate> logger, TimeSpan helloTimeout)
 {
     /// <summary>RFC 8446 §6: a fatal alert record, unrecognized_name(112).</summary>
     private static readonly byte[] UnrecognizedNameAlert = [21, 3, 3, 0, 2, 2, 112];
 
-    /// <summary>The Kestrel TLS callback: hands the handshake the options prepared for the chosen certificate.</summary>
+    /// <summary>RFC 8446 §6: a fatal alert record, internal_error(80).</summary>
+    private static readonly byte[] InternalErrorAlert = [21, 3, 3, 0, 2, 2, 80];
+
+    /// <summary>The Kestrel TLS callback: hands the handshake the options the gate prepared for the chosen certificate.</summary>
     public static TlsHandshakeCallbackOptions HandshakeOptions(TimeSpan handshakeTimeout) => new()
     {
         OnConnection = static context =>
         {
             var feature = context.Connection.Features.Get<ServedCertificateFeature>()
                 ?? throw new InvalidOperationException("The SNI gate did not run before TLS on this listener.");
-            return ValueTask.FromResult(feature.Certificate.Options);
+            return ValueTask.FromResult(feature.Certificate.Options
+                ?? throw new InvalidOperationException("The SNI gate chose a certificate it did not prepare."));
         },
         HandshakeTimeout = handshakeTimeout,
     };
@@ -101,7 +106,19 @@ public sealed class SniGate(CertificateCache cache, ILogger<SniGate> logger, Tim
                 SniGateLog.UnknownName(logger, connection.ConnectionId, connection.RemoteEndPoint?.ToString(), hello.ServerName ?? "(none)");
             }
 
-            await RefuseAsync(connection.Transport.Output);
+            await RefuseAsync(connection.Transport.Output, UnrecognizedNameAlert);
+            return;
+        }
+
+        // The certificate's first handshake prepares it (its failure is logged once by the cache); later ones find it ready.
+        if (await cache.PrepareAsync(certificate) is null)
+        {
+            if (logger.IsEnabled(LogLevel.Debug))
+            {
+                SniGateLog.Unusable(logger, connection.ConnectionId, connection.RemoteEndPoint?.ToString(), certificate.Id);
+            }
+
+            await RefuseAsync(connection.Transport.Output, InternalErrorAlert);
             return;
         }
 
@@ -123,11 +140,11 @@ public sealed class SniGate(CertificateCache cache, ILogger<SniGate> logger, Tim
         return header[0] == 22 ? 5 + Math.Min((header[3] << 8) | header[4], ClientHello.MaxRecordLength) : 5;
     }
 
-    private static async Task RefuseAsync(PipeWriter output)
+    private static async Task RefuseAsync(PipeWriter output, byte[] alert)
     {
         try
         {
-            await output.WriteAsync(UnrecognizedNameAlert);
+            await output.WriteAsync(alert);
             await output.CompleteAsync();
         }
         catch (Exception ex) when (ex is IOException or ConnectionResetException or InvalidOperationException)
@@ -147,4 +164,7 @@ internal static partial class SniGateLog
 
     [LoggerMessage(EventId = 5003, Level = LogLevel.Debug, Message = "Connection {ConnectionId} from {Remote} sent no complete ClientHello in time; closed")]
     public static partial void HelloTimeout(ILogger logger, string connectionId, string? remote);
+
+    [LoggerMessage(EventId = 5004, Level = LogLevel.Debug, Message = "Connection {ConnectionId} from {Remote}: certificate {CertificateId} cannot be served; sent internal_error")]
+    public static partial void Unusable(ILogger logger, string connectionId, string? remote, string certificateId);
 }

@@ -97,7 +97,7 @@ internal static class AdminApi
                 var record = CoreJson.Deserialize<CertificateRecord>(entry);
                 if (!record.IsInternal)
                 {
-                    var served = admin.Cache.TryMatch(record.Names.Count > 0 ? record.Names[0] : "", out var current) && current.Serial == record.Serial;
+                    var served = admin.Cache.TryMatch(record.Names.Count > 0 ? record.Names[0] : "", out var current) && current.Serial == record.Serial && current.Failure is null;
                     views.Add(CertificateView.From(record, served));
                 }
             }

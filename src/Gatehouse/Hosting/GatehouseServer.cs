@@ -11,6 +11,7 @@ using Gatehouse.Storage.Sqlite;
 using Microsoft.AspNetCore.DataProtection.KeyManagement;
 using Microsoft.AspNetCore.Connections;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Yarp.ReverseProxy;
 using Yarp.ReverseProxy.Configuration;
 
 namespace Gatehouse.Hosting;
@@ -252,8 +253,10 @@ public sealed class GatehouseServer : IAsyncDisposable
         _app.MapWhen(c => Role(c) == ListenerRole.Welcome, branch => branch.Run(WelcomeBackend.HandleAsync));
         _app.Use((context, next) => EdgeMiddleware.RequireHostOfNegotiatedSite(context, next, routes));
         _app.UseRouting();
+        var proxyState = _app.Services.GetRequiredService<IProxyStateLookup>();
         _app.MapReverseProxy(proxy =>
         {
+            proxy.Use((context, next) => EdgeMiddleware.RouteToSite(context, next, routes, proxyState));
             proxy.Use(EdgeMiddleware.DescribeProxyErrors);
             proxy.UseLoadBalancing();
             proxy.UsePassiveHealthChecks();

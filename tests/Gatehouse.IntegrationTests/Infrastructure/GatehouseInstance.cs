@@ -48,13 +48,23 @@ public sealed class GatehouseInstance : IAsyncDisposable
     /// <summary>Creates an instance in a new directory whose config has <paramref name="sitesYaml"/> (a YAML list).</summary>
     public static async Task<GatehouseInstance> StartAsync(string sitesYaml = "[]", string extraYaml = "")
     {
+        var instance = Create(sitesYaml, extraYaml);
+        await instance.RestartAsync();
+        return instance;
+    }
+
+    /// <summary>Like <see cref="StartAsync"/> without starting, so a test can fill the data directory first.</summary>
+    public static GatehouseInstance Create(string sitesYaml = "[]", string extraYaml = "")
+    {
         var directory = Path.Combine(Path.GetTempPath(), "gatehouse-it-" + Guid.NewGuid().ToString("N")[..12]);
         System.IO.Directory.CreateDirectory(directory);
         var instance = new GatehouseInstance(directory, Ports.Free(), Ports.Free(), Ports.Free());
         instance.WriteConfig(sitesYaml, extraYaml);
-        await instance.RestartAsync();
         return instance;
     }
+
+    /// <summary>The options the server starts with (paths of its store and master key among them).</summary>
+    public GatehouseOptions LoadOptions() => Load(NewConfiguration());
 
     /// <summary>Writes the config file (the running server picks site changes up live).</summary>
     public void WriteConfig(string sitesYaml, string extraYaml = "")
@@ -80,10 +90,16 @@ public sealed class GatehouseInstance : IAsyncDisposable
             await _server.DisposeAsync();
         }
 
-        var configuration = new GatehouseConfiguration(ConfigPath, [], new Dictionary<string, string?>());
+        var configuration = NewConfiguration();
+        _server = await GatehouseServer.StartAsync(Load(configuration), configuration, logging => logging.AddProvider(new ListLoggerProvider(Logs)));
+    }
+
+    private GatehouseConfiguration NewConfiguration() => new(ConfigPath, [], new Dictionary<string, string?>());
+
+    private static GatehouseOptions Load(GatehouseConfiguration configuration)
+    {
         var errors = new List<string>();
-        var options = configuration.Load(errors) ?? throw new InvalidOperationException(string.Join("\n", errors));
-        _server = await GatehouseServer.StartAsync(options, configuration, logging => logging.AddProvider(new ListLoggerProvider(Logs)));
+        return configuration.Load(errors) ?? throw new InvalidOperationException(string.Join("\n", errors));
     }
 
     public async Task StopAsync()
@@ -95,8 +111,8 @@ public sealed class GatehouseInstance : IAsyncDisposable
         }
     }
 
-    /// <summary>An HTTPS client for the edge that trusts only the local CA root.</summary>
-    public HttpClient EdgeClient(bool http2 = false) => Client(HttpsPort, http2);
+    /// <summary>An HTTPS client for the edge that trusts only the local CA root, or <paramref name="trust"/>.</summary>
+    public HttpClient EdgeClient(bool http2 = false, X509ChainPolicy? trust = null) => Client(HttpsPort, http2, trust);
 
     /// <summary>A client for the admin API with (or without) the bearer token.</summary>
     public HttpClient AdminClient(string? token = null, bool withToken = true)
@@ -118,18 +134,18 @@ public sealed class GatehouseInstance : IAsyncDisposable
         ConnectCallback = (_, ct) => ConnectAsync(HttpPort, ct),
     });
 
-    /// <summary>Completes a TLS handshake with SNI <paramref name="serverName"/>; the caller checks the result.</summary>
-    public async Task<SslStream> HandshakeAsync(string serverName, SslApplicationProtocol? alpn = null)
+    /// <summary>Completes a TLS handshake with SNI <paramref name="serverName"/>, trusting the local CA root unless
+    /// <paramref name="trust"/> says otherwise; the caller checks the result.</summary>
+    public async Task<SslStream> HandshakeAsync(string serverName, SslApplicationProtocol? alpn = null, X509ChainPolicy? trust = null)
     {
         var tcp = new TcpClient();
         await tcp.ConnectAsync(IPAddress.Loopback, HttpsPort);
         var ssl = new SslStream(tcp.GetStream(), leaveInnerStreamOpen: false);
-        var root = Root;
         await ssl.AuthenticateAsClientAsync(new SslClientAuthenticationOptions
         {
             TargetHost = serverName,
             ApplicationProtocols = alpn is { } a ? [a] : null,
-            CertificateChainPolicy = TrustOnly(root),
+            CertificateChainPolicy = trust ?? TrustOnly(Root),
         });
         return ssl;
     }
@@ -173,14 +189,14 @@ public sealed class GatehouseInstance : IAsyncDisposable
         return policy;
     }
 
-    private HttpClient Client(int port, bool http2)
+    private HttpClient Client(int port, bool http2, X509ChainPolicy? trust = null)
     {
         var handler = new SocketsHttpHandler
         {
             AllowAutoRedirect = false,
             PooledConnectionLifetime = TimeSpan.FromSeconds(1),
             ConnectCallback = (_, ct) => ConnectAsync(port, ct),
-            SslOptions = new SslClientAuthenticationOptions { CertificateChainPolicy = TrustOnly(Root) },
+            SslOptions = new SslClientAuthenticationOptions { CertificateChainPolicy = trust ?? TrustOnly(Root) },
         };
         var client = new HttpClient(handler) { Timeout = TimeSpan.FromSeconds(20) };
         if (http2)

@@ -103,14 +103,15 @@ public sealed class LocalCertificateAuthorityTests : IAsyncLifetime
         Assert.Equal("deep", Match(cache, "x.b.example.com"));
         Assert.Null(Match(cache, "a.c.example.com"));
         Assert.Null(Match(cache, "localhost")); // internal certificates are not served to the edge
-        Assert.NotNull(cache.GetInternal("_admin"));
+        Assert.NotNull(cache.GetInternal("_admin")?.Options); // internal certificates are prepared at once
         Assert.True(cache.TryMatch("example.com", out var served));
-        Assert.True(served.Leaf.HasPrivateKey);
-        Assert.NotNull(served.Options.ServerCertificateContext);
+        Assert.Null(served.Options); // site certificates on their first handshake
+        Assert.NotNull((await cache.PrepareAsync(served))?.ServerCertificateContext);
+        Assert.True(served.Leaf!.HasPrivateKey);
     }
 
     [Fact]
-    public async Task CertificateCache_RecordWithTamperedKey_IsSkippedAndTheOthersServed()
+    public async Task CertificateCache_RecordWithTamperedKey_CannotBePreparedAndTheOthersCan()
     {
         await _ca.EnsureCreatedAsync(default);
         var good = await IssueRecordAsync("good.example", ["good.example"]);
@@ -120,8 +121,11 @@ public sealed class LocalCertificateAuthorityTests : IAsyncLifetime
         cache.Apply(new MirrorSnapshot<CertificateRecord>(
             System.Collections.Immutable.ImmutableSortedDictionary.CreateRange(StringComparer.Ordinal, new[] { good, bad }.Select(r => KeyValuePair.Create(StoreKeys.Certificate(r.Id), new MirrorItem<CertificateRecord>(r, 1)))),
             2));
-        Assert.Equal("good.example", Match(cache, "good.example"));
-        Assert.Null(Match(cache, "bad.example"));
+        Assert.True(cache.TryMatch("good.example", out var goodServed));
+        Assert.NotNull(await cache.PrepareAsync(goodServed));
+        Assert.True(cache.TryMatch("bad.example", out var badServed));
+        Assert.Null(await cache.PrepareAsync(badServed));
+        Assert.Contains("/gatehouse/v1/certs/bad.example", badServed.Failure, StringComparison.Ordinal);
     }
 
     private static string? Match(CertificateCache cache, string name) => cache.TryMatch(name, out var c) ? c.Id : null;
