@@ -180,11 +180,7 @@ public sealed class KeyManagementTests : IAsyncLifetime
         return plaintexts;
     }
 
-    private async Task<KeyRing> OpenRingAsync(IStore store)
-    {
-        var providers = new Dictionary<string, IMasterKeyProvider> { ["local"] = SoftwareKeyFileProvider.OpenOrCreate("local", Path.Combine(_gatehouse.DataDirectory, "master.key")) };
-        return await KeyRingStore.OpenOrCreateAsync(store, providers, "local", TimeProvider.System, default);
-    }
+    private Task<KeyRing> OpenRingAsync(IStore store) => _gatehouse.OpenKeyRingAsync(store);
 
     private Task<ToolResult> Keys(params string[] args) =>
         Tools.GatehouseAsync(_gatehouse.Directory, ["keys", .. args, "--config", _gatehouse.ConfigPath], TimeSpan.FromSeconds(60));

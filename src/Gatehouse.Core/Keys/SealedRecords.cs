@@ -1,4 +1,5 @@
 using Gatehouse.Certificates;
+using Gatehouse.Challenges;
 using Gatehouse.Storage;
 
 namespace Gatehouse.Keys;
@@ -55,5 +56,14 @@ public static class SealedRecords
             return CoreJson.Serialize(record with { SealedKey = rewrap(record.SealedKey) });
         });
 
-    public static IReadOnlyList<SealedRecordKind> All { get; } = [LocalCa, Certificates];
+    public static readonly SealedRecordKind TlsAlpnChallenges = new(
+        "TLS-ALPN-01 challenge", StoreKeys.TlsAlpn01Prefix,
+        entry => [CoreJson.Deserialize<TlsAlpnChallengeRecord>(entry).SealedKey],
+        (entry, rewrap) =>
+        {
+            var record = CoreJson.Deserialize<TlsAlpnChallengeRecord>(entry);
+            return CoreJson.Serialize(record with { SealedKey = rewrap(record.SealedKey) });
+        });
+
+    public static IReadOnlyList<SealedRecordKind> All { get; } = [LocalCa, Certificates, TlsAlpnChallenges];
 }

@@ -15,6 +15,7 @@ namespace Gatehouse.Storage;
 [JsonSerializable(typeof(CertificateRecord))]
 [JsonSerializable(typeof(LocalCaRecord))]
 [JsonSerializable(typeof(Gatehouse.Keys.KeyRingRecord))]
+[JsonSerializable(typeof(Gatehouse.Challenges.TlsAlpnChallengeRecord))]
 internal sealed partial class CoreJson : JsonSerializerContext
 {
     public static byte[] Serialize<T>(T value) => JsonSerializer.SerializeToUtf8Bytes(value, (System.Text.Json.Serialization.Metadata.JsonTypeInfo<T>)Default.GetTypeInfo(typeof(T))!);

@@ -10,6 +10,7 @@ namespace Gatehouse.Storage;
 /// /gatehouse/v1/hosts/&lt;host&gt;                 claim of one host name by one site (value: site id)
 /// /gatehouse/v1/certs/&lt;cert-id&gt;                 issued chain + sealed private key + renewal state (JSON)
 /// /gatehouse/v1/challenges/http-01/&lt;token&gt;      key authorization for an ACME HTTP-01 challenge
+/// /gatehouse/v1/challenges/tls-alpn-01/&lt;host&gt;   TLS-ALPN-01 challenge certificate + sealed key (JSON)
 /// /gatehouse/v1/ca/root, /ca/intermediate          local CA certificates + sealed keys (JSON)
 /// /gatehouse/v1/locks/&lt;name&gt;                    lease-backed locks (value: holder id)
 /// /gatehouse/v1/admin/token                        SHA-256 of the admin bearer token
@@ -32,6 +33,9 @@ public static class StoreKeys
 
     /// <summary>Prefix of HTTP-01 challenge answers.</summary>
     public const string Http01Prefix = Root + "challenges/http-01/";
+
+    /// <summary>Prefix of TLS-ALPN-01 challenge certificates.</summary>
+    public const string TlsAlpn01Prefix = Root + "challenges/tls-alpn-01/";
 
     /// <summary>Prefix of locks.</summary>
     public const string LocksPrefix = Root + "locks/";
@@ -58,6 +62,8 @@ public static class StoreKeys
     public static string Certificate(string certificateId) => CertificatesPrefix + Segment(certificateId);
 
     public static string Http01Challenge(string token) => Http01Prefix + Segment(token);
+
+    public static string TlsAlpn01Challenge(string host) => TlsAlpn01Prefix + Segment(host);
 
     public static string Lock(string name) => LocksPrefix + name;
 

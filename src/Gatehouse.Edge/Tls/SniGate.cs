@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.IO.Pipelines;
+using Gatehouse.Edge.Challenges;
 using Microsoft.AspNetCore.Connections;
 using Microsoft.AspNetCore.Server.Kestrel.Https;
 using Microsoft.Extensions.Logging;
@@ -20,7 +21,7 @@ public sealed class ServedCertificateFeature(ServedCertificate certificate)
 /// unrecognized_name when no site serves the name, internal_error when its certificate cannot be prepared. There is
 /// no default certificate, so a client that asks for a name no site serves learns no other site's names.
 /// </summary>
-public sealed class SniGate(CertificateCache cache, ILogger<SniGate> logger, TimeSpan helloTimeout)
+public sealed class SniGate(CertificateCache cache, ILogger<SniGate> logger, TimeSpan helloTimeout, TlsAlpnResponder? challenges = null)
 {
     /// <summary>RFC 8446 §6: a fatal alert record, unrecognized_name(112).</summary>
     private static readonly byte[] UnrecognizedNameAlert = [21, 3, 3, 0, 2, 2, 112];
@@ -33,6 +34,11 @@ public sealed class SniGate(CertificateCache cache, ILogger<SniGate> logger, Tim
     {
         OnConnection = static context =>
         {
+            if (context.Connection.Features.Get<AcmeTlsAlpnFeature>() is { } challenge)
+            {
+                return ValueTask.FromResult(challenge.Options);
+            }
+
             var feature = context.Connection.Features.Get<ServedCertificateFeature>()
                 ?? throw new InvalidOperationException("The SNI gate did not run before TLS on this listener.");
             return ValueTask.FromResult(feature.Certificate.Options
@@ -40,6 +46,11 @@ public sealed class SniGate(CertificateCache cache, ILogger<SniGate> logger, Tim
         },
         HandshakeTimeout = handshakeTimeout,
     };
+
+    /// <summary>Connection middleware after TLS: an <c>acme-tls/1</c> connection has done its job once the handshake
+    /// is over (RFC 8737 §3: no application data), so it is closed instead of being handed to HTTP.</summary>
+    public static Task EndAcmeTlsAlpnAsync(ConnectionContext connection, ConnectionDelegate next) =>
+        connection.Features.Get<AcmeTlsAlpnFeature>() is not null ? Task.CompletedTask : next(connection);
 
     public async Task OnConnectionAsync(ConnectionContext connection, ConnectionDelegate next)
     {
@@ -96,6 +107,20 @@ public sealed class SniGate(CertificateCache cache, ILogger<SniGate> logger, Tim
             }
 
             connection.Abort();
+            return;
+        }
+
+        // RFC 8737: a validation handshake offers only acme-tls/1; it gets the challenge certificate or nothing.
+        if ((hello.Protocols & OfferedProtocols.AcmeTls1) != 0 && challenges is not null)
+        {
+            if (hello.ServerName is { } challenged && challenges.TryGet(challenged, out var answer))
+            {
+                connection.Features.Set(new AcmeTlsAlpnFeature(answer));
+                await next(connection);
+                return;
+            }
+
+            await RefuseAsync(connection.Transport.Output, UnrecognizedNameAlert);
             return;
         }
 

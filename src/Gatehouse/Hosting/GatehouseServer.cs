@@ -1,6 +1,7 @@
 using System.Net;
 using Gatehouse.Admin;
 using Gatehouse.Certificates;
+using Gatehouse.Challenges;
 using Gatehouse.Edge.Challenges;
 using Gatehouse.Edge.Routing;
 using Gatehouse.Edge.Tls;
@@ -156,7 +157,9 @@ public sealed class GatehouseServer : IAsyncDisposable
         services.AddSingleton(sp => new StoreMirror<CertificateRecord>(store, StoreKeys.CertificatesPrefix, CoreJson.Deserialize<CertificateRecord>, sp.GetRequiredService<ILogger<StoreMirror<CertificateRecord>>>()));
         services.AddSingleton(new CertificateManagerOptions { InternalCertificates = [AdminCertificate(options.Admin)] });
         services.AddHostedService<CertificateManager>();
-        services.AddSingleton(sp => new SniGate(sp.GetRequiredService<CertificateCache>(), sp.GetRequiredService<ILogger<SniGate>>(), options.Edge.HandshakeTimeout));
+        services.AddSingleton<TlsAlpnResponder>();
+        services.AddSingleton(sp => new StoreMirror<TlsAlpnChallengeRecord>(store, StoreKeys.TlsAlpn01Prefix, CoreJson.Deserialize<TlsAlpnChallengeRecord>, sp.GetRequiredService<ILogger<StoreMirror<TlsAlpnChallengeRecord>>>()));
+        services.AddSingleton(sp => new SniGate(sp.GetRequiredService<CertificateCache>(), sp.GetRequiredService<ILogger<SniGate>>(), options.Edge.HandshakeTimeout, sp.GetRequiredService<TlsAlpnResponder>()));
         services.AddReverseProxy();
 
         // YARP registers Data Protection (for affinity cookies, unused here); keep its keys in memory so that no key
@@ -174,6 +177,7 @@ public sealed class GatehouseServer : IAsyncDisposable
                 var gate = kestrel.ApplicationServices.GetRequiredService<SniGate>();
                 listen.Use(next => connection => gate.OnConnectionAsync(connection, next));
                 listen.UseHttps(SniGate.HandshakeOptions(options.Edge.HandshakeTimeout));
+                listen.Use(next => connection => SniGate.EndAcmeTlsAlpnAsync(connection, next));
                 Tag(listen, ListenerRole.Https);
             });
             kestrel.Listen(options.Edge.Address, options.Edge.HttpPort, listen =>
@@ -233,6 +237,9 @@ public sealed class GatehouseServer : IAsyncDisposable
         var ringMirror = _app.Services.GetRequiredService<StoreMirror<KeyRingRecord>>();
         ringMirror.Subscribe(snapshot => ApplyKeyRing(snapshot, logger));
         _background.Add(ringMirror.RunAsync(_stopping.Token));
+        var challengeMirror = _app.Services.GetRequiredService<StoreMirror<TlsAlpnChallengeRecord>>();
+        challengeMirror.Subscribe(_app.Services.GetRequiredService<TlsAlpnResponder>().Apply);
+        _background.Add(challengeMirror.RunAsync(_stopping.Token));
         siteMirror.Subscribe(routes.Apply);
         certificateMirror.Subscribe(Cache.Apply);
         _background.Add(siteMirror.RunAsync(_stopping.Token));

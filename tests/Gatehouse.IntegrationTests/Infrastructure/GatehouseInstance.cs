@@ -150,6 +150,14 @@ public sealed class GatehouseInstance : IAsyncDisposable
         return ssl;
     }
 
+    /// <summary>Opens this instance's key ring over <paramref name="store"/> with its key file, as an operator holding
+    /// the key file could (the caller disposes the ring; the provider goes with it).</summary>
+    public async Task<Gatehouse.Keys.KeyRing> OpenKeyRingAsync(Gatehouse.Storage.IStore store)
+    {
+        var providers = new Dictionary<string, Gatehouse.Keys.IMasterKeyProvider> { ["local"] = Gatehouse.Keys.SoftwareKeyFileProvider.OpenOrCreate("local", Path.Combine(DataDirectory, "master.key")) };
+        return await Gatehouse.Keys.KeyRingStore.OpenOrCreateAsync(store, providers, "local", TimeProvider.System, default);
+    }
+
     /// <summary>Polls until <paramref name="condition"/> holds or <paramref name="timeout"/> passes.</summary>
     public static async Task<bool> EventuallyAsync(Func<Task<bool>> condition, TimeSpan timeout)
     {
