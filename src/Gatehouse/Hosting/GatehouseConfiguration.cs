@@ -15,7 +15,10 @@ public sealed class GatehouseConfiguration
 {
     public const string EnvironmentPrefix = "GATEHOUSE_";
 
-    private static readonly string[] TopLevelKeys = ["dataDirectory", "edge", "admin", "localCa", "keys", "welcome", "sites", "logging"];
+    private static readonly string[] TopLevelKeys = ["dataDirectory", "edge", "admin", "localCa", "keys", "issuers", "welcome", "sites", "logging"];
+    private static readonly string[] AcmeIssuerKeys = ["type", "directory", "contact", "acceptTerms", "caBundle", "eab", "preferredChain", "challenges"];
+    private static readonly string[] EabKeys = ["kid", "hmacEnv", "hmacFile"];
+    private static readonly string[] ChallengeTypes = ["http-01", "tls-alpn-01", "dns-01"];
     private static readonly string[] KeysKeys = ["provider", "rotationPeriod", "providers"];
     private static readonly string[] SoftwareProviderKeys = ["type", "file"];
     private static readonly string[] PassphraseProviderKeys = ["type", "passphraseEnv", "passphraseFile"];
@@ -111,6 +114,7 @@ public sealed class GatehouseConfiguration
             var welcome = root.GetSection("welcome");
             CheckKnownKeys(welcome, WelcomeKeys, "welcome:");
 
+            var acmeIssuers = ReadIssuers(configPath);
             var options = new GatehouseOptions
             {
                 DataDirectory = dataDirectory,
@@ -133,8 +137,9 @@ public sealed class GatehouseConfiguration
                     LeafLifetime = Span("localCa:leafLifetime", TimeSpan.FromDays(7), TimeSpan.FromMinutes(5), TimeSpan.FromDays(398)),
                 },
                 Keys = ReadKeys(dataDirectory),
+                AcmeIssuers = acmeIssuers,
                 WelcomePort = welcome.Exists() ? Port("welcome:port", 8090) : null,
-                Sites = ReadSites(),
+                Sites = ReadSites(new HashSet<string>(acmeIssuers.Select(i => i.Name).Append(LocalCertificateAuthority.IssuerName), StringComparer.Ordinal)),
             };
 
             var ports = new List<(string Key, int Port)> { ("edge:httpsPort", options.Edge.HttpsPort), ("edge:httpPort", options.Edge.HttpPort), ("admin:port", options.Admin.Port) };
@@ -248,7 +253,86 @@ public sealed class GatehouseConfiguration
             return (string.IsNullOrWhiteSpace(env) ? null : env, string.IsNullOrWhiteSpace(file) ? null : Path.GetFullPath(file));
         }
 
-        private IReadOnlyList<(SiteDefinition, string)> ReadSites()
+        private List<AcmeIssuerOptions> ReadIssuers(string? configPath)
+        {
+            var result = new List<AcmeIssuerOptions>();
+            var baseDirectory = configPath is null ? Directory.GetCurrentDirectory() : Path.GetDirectoryName(configPath)!;
+            foreach (var section in root.GetSection("issuers").GetChildren())
+            {
+                var path = $"issuers:{section.Key}";
+                if (!System.Text.RegularExpressions.Regex.IsMatch(section.Key, "^[a-z0-9][a-z0-9._-]{0,31}$") || section.Key == LocalCertificateAuthority.IssuerName)
+                {
+                    Error(path, $"an issuer name has 1–32 characters of [a-z0-9._-] and is not '{LocalCertificateAuthority.IssuerName}' (the built-in CA); write issuers as a map: name: {{type: acme, ...}}");
+                    continue;
+                }
+
+                if (section["type"] != "acme")
+                {
+                    Error(path + ":type", $"'{section["type"]}' is not an issuer type (acme)");
+                    continue;
+                }
+
+                CheckKnownKeys(section, AcmeIssuerKeys, path + ":");
+                if (!Uri.TryCreate(section["directory"], UriKind.Absolute, out var directory) || directory.Scheme != Uri.UriSchemeHttps)
+                {
+                    Error(path + ":directory", $"'{section["directory"]}' is not an https URL of an ACME directory");
+                    continue;
+                }
+
+                var eab = section.GetSection("eab");
+                CheckKnownKeys(eab, EabKeys, path + ":eab:");
+                string? hmacEnv = null, hmacFile = null;
+                if (eab.Exists())
+                {
+                    if (string.IsNullOrWhiteSpace(eab["kid"]))
+                    {
+                        Error(path + ":eab:kid", "required with eab");
+                    }
+
+                    if (eab["hmac"] is not null)
+                    {
+                        Error(path + ":eab", "secrets never go in the configuration: name where the HMAC key is with hmacEnv or hmacFile");
+                    }
+
+                    (hmacEnv, hmacFile) = SecretSource(eab, path + ":eab", "hmacEnv", "hmacFile");
+                }
+
+                var challenges = List(section, "challenges").Select(c => c?.ToLowerInvariant()).ToList();
+                foreach (var challenge in challenges.Where(c => !ChallengeTypes.Contains(c)))
+                {
+                    Error(path + ":challenges", $"'{challenge}' is not a challenge type ({string.Join(", ", ChallengeTypes)})");
+                }
+
+                if (challenges.Contains("dns-01"))
+                {
+                    Error(path + ":challenges", "dns-01 needs a DNS provider, which this build cannot configure yet; use http-01 or tls-alpn-01");
+                }
+
+                var acceptTerms = section["acceptTerms"];
+                if (acceptTerms is not null and not "true" and not "false")
+                {
+                    Error(path + ":acceptTerms", $"'{acceptTerms}' is not true or false");
+                }
+
+                result.Add(new AcmeIssuerOptions
+                {
+                    Name = section.Key,
+                    Directory = directory,
+                    Contact = [.. List(section, "contact").OfType<string>()],
+                    AcceptTerms = acceptTerms == "true",
+                    CaBundle = section["caBundle"] is { Length: > 0 } bundle ? Path.GetFullPath(bundle, baseDirectory) : null,
+                    EabKeyId = eab["kid"],
+                    EabHmacEnvironmentVariable = hmacEnv,
+                    EabHmacFile = hmacFile,
+                    PreferredChain = section["preferredChain"],
+                    Challenges = challenges.Count > 0 ? challenges.OfType<string>().ToList() : ["http-01", "tls-alpn-01"],
+                });
+            }
+
+            return result;
+        }
+
+        private IReadOnlyList<(SiteDefinition, string)> ReadSites(IReadOnlySet<string> issuerNames)
         {
             var drafts = new List<SiteValidator.Draft>();
             foreach (var site in root.GetSection("sites").GetChildren().OrderBy(s => int.TryParse(s.Key, CultureInfo.InvariantCulture, out var i) ? i : int.MaxValue))
@@ -265,7 +349,7 @@ public sealed class GatehouseConfiguration
             }
 
             var errors = new List<ValidationError>();
-            var sites = SiteValidator.Validate(drafts, SiteSource.Config, new HashSet<string>(StringComparer.Ordinal) { LocalCertificateAuthority.IssuerName }, errors);
+            var sites = SiteValidator.Validate(drafts, SiteSource.Config, issuerNames, errors);
             foreach (var error in errors)
             {
                 Error(error.Path, error.Message);

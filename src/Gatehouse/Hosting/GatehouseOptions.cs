@@ -19,6 +19,12 @@ public sealed record GatehouseOptions
 
     public LocalCaOptions LocalCa { get; init; } = new();
 
+    /// <summary>ACME issuers by name (the local CA, <c>local</c>, is always there).</summary>
+    public IReadOnlyList<AcmeIssuerOptions> AcmeIssuers { get; init; } = [];
+
+    /// <summary>Every issuer name a site may list.</summary>
+    public IReadOnlySet<string> IssuerNames => new HashSet<string>(AcmeIssuers.Select(i => i.Name).Append(LocalCertificateAuthority.IssuerName), StringComparer.Ordinal);
+
     /// <summary>Master key providers and rotation; by default one software key file in the data directory.</summary>
     public KeysOptions? Keys { get; init; }
 
@@ -93,6 +99,40 @@ public sealed record KeyProviderOptions
 
     /// <summary>The config path of this provider, for error messages.</summary>
     public string ConfigPath => $"keys:providers:{Name}";
+}
+
+/// <summary>One ACME CA (config section <c>issuers:NAME</c> with <c>type: acme</c>).</summary>
+public sealed record AcmeIssuerOptions
+{
+    public required string Name { get; init; }
+
+    /// <summary>The CA's directory URL.</summary>
+    public required Uri Directory { get; init; }
+
+    /// <summary>Contact URLs for the account (<c>mailto:</c>).</summary>
+    public IReadOnlyList<string> Contact { get; init; } = [];
+
+    /// <summary>Whether the operator agrees to the CA's terms of service.</summary>
+    public bool AcceptTerms { get; init; }
+
+    /// <summary>PEM file of CA certificates to trust for the directory's TLS (private CAs, tests); null = system trust.</summary>
+    public string? CaBundle { get; init; }
+
+    /// <summary>External account binding: key id, and where its HMAC key is (env var or file, base64url).</summary>
+    public string? EabKeyId { get; init; }
+
+    public string? EabHmacEnvironmentVariable { get; init; }
+
+    public string? EabHmacFile { get; init; }
+
+    /// <summary>Pick the chain whose root has this common name, when the CA offers alternates.</summary>
+    public string? PreferredChain { get; init; }
+
+    /// <summary>Challenge types to use, in order of preference.</summary>
+    public IReadOnlyList<string> Challenges { get; init; } = ["http-01", "tls-alpn-01"];
+
+    /// <summary>The config path, for error messages.</summary>
+    public string ConfigPath => $"issuers:{Name}";
 }
 
 /// <summary>The edge listeners.</summary>
