@@ -53,12 +53,15 @@ public sealed class OwnCertificateTlsAlpn01Responder : IAcmeChallengeSolver, IAs
 
     public OwnCertificateTlsAlpn01Responder(int port)
     {
+        Port = port;
         _listener = new TcpListener(IPAddress.Loopback, port);
         _listener.Start();
         _acceptLoop = AcceptAsync();
     }
 
     public string ChallengeType => AcmeChallenge.TlsAlpn01;
+
+    public int Port { get; }
 
     /// <summary>Handshakes completed with <c>acme-tls/1</c> and a challenge certificate.</summary>
     public int Handshakes => Volatile.Read(ref _handshakes);
