@@ -346,6 +346,9 @@ public enum AcmeRevocationReason
 /// <summary>A successful or refused response, read whole: what the protocol needs of it.</summary>
 internal sealed class AcmeResponse
 {
+    private static readonly System.Buffers.SearchValues<char> Base64UrlAlphabet =
+        System.Buffers.SearchValues.Create("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_");
+
     public AcmeResponse(HttpResponseMessage message, byte[] body, DateTimeOffset now)
     {
         Status = message.StatusCode;
@@ -356,7 +359,7 @@ internal sealed class AcmeResponse
         if (message.Headers.TryGetValues("Replay-Nonce", out var nonces))
         {
             // RFC 8555 §6.5.1: a nonce is base64url; anything else is ignored.
-            Nonce = nonces.FirstOrDefault(n => n.Length > 0 && Base64Url.IsValid(n));
+            Nonce = nonces.FirstOrDefault(n => n.Length > 0 && !n.AsSpan().ContainsAnyExcept(Base64UrlAlphabet));
         }
 
         if (message.Headers.TryGetValues("Retry-After", out var retryAfter)

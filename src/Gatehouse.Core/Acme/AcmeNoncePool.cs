@@ -34,11 +34,4 @@ internal sealed class AcmeNoncePool(int capacity = 64)
         }
     }
 
-    /// <summary>Forgets every nonce (after the server was found to have forgotten them).</summary>
-    public void Clear()
-    {
-        while (TryTake(out _))
-        {
-        }
-    }
 }
