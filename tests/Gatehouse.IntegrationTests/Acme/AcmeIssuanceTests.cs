@@ -1,0 +1,196 @@
+using System.Diagnostics;
+using System.Security.Cryptography.X509Certificates;
+using Gatehouse.Acme;
+using Gatehouse.IntegrationTests.Infrastructure;
+using Xunit.Abstractions;
+
+namespace Gatehouse.IntegrationTests.Acme;
+
+/// <summary>Pebble for the issuance tests: two alternate chains, and a blocked domain.</summary>
+public sealed class IssuancePebbleFixture : PebbleFixture
+{
+    public const string BlockedDomain = "blocked.test";
+
+    protected override PebbleOptions Options => new() { AlternateRoots = 2, DomainBlocklist = [BlockedDomain] };
+}
+
+/// <summary>Orders, challenges, finalization, chains and revocation against a real Pebble (5 % badNonce on).</summary>
+[Collection(AcmeCollection.Name)]
+public sealed class AcmeIssuanceTests(IssuancePebbleFixture fixture, ITestOutputHelper output) : IClassFixture<IssuancePebbleFixture>, IDisposable
+{
+    private readonly AcmeTestKit _kit = new(fixture.Pebble);
+
+    [Fact]
+    public async Task IssueCertificate_ThirtyNamesByHttp01_OneCertificateCoversEveryName()
+    {
+        var names = Enumerable.Range(0, 30).Select(i => AcmeTestKit.UniqueName($"n{i}")).ToArray();
+
+        var (chain, key) = await _kit.IssueAsync(names);
+        using var _ = key;
+
+        using var leaf = chain.LoadLeaf();
+        var san = leaf.Extensions.OfType<X509SubjectAlternativeNameExtension>().Single();
+        Assert.Equal(names.Order(StringComparer.Ordinal), san.EnumerateDnsNames().Order(StringComparer.Ordinal));
+        using var leafPublicKey = leaf.GetECDsaPublicKey()!;
+        Assert.Equal(key.ExportSubjectPublicKeyInfo(), leafPublicKey.ExportSubjectPublicKeyInfo());
+        Assert.True(chain.Pem.Split("-----BEGIN CERTIFICATE-----").Length >= 3, "the chain has the intermediate");
+    }
+
+    [Fact]
+    public async Task IssueCertificate_WildcardByDns01_CoversTheWildcard()
+    {
+        var baseName = AcmeTestKit.UniqueName("wild");
+
+        var (chain, key) = await _kit.IssueAsync(["*." + baseName, baseName], [_kit.Http01, _kit.Dns01]);
+        using var _ = key;
+
+        using var leaf = chain.LoadLeaf();
+        var names = leaf.Extensions.OfType<X509SubjectAlternativeNameExtension>().Single().EnumerateDnsNames().ToArray();
+        Assert.Contains("*." + baseName, names);
+        Assert.Contains(baseName, names);
+    }
+
+    [Fact]
+    public async Task IssueCertificate_WildcardWithOnlyHttp01Solver_FailsWithoutUsableChallenge()
+    {
+        var error = await Assert.ThrowsAsync<AcmeException>(() => _kit.IssueAsync(["*." + AcmeTestKit.UniqueName("wild")], [_kit.Http01]));
+
+        Assert.Equal(AcmeProblem.NoUsableChallengeType, error.Problem.Type);
+        Assert.False(error.IsRetryable);
+        Assert.Contains("dns-01", error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task IssueCertificate_TlsAlpn01ThroughChallTestSrv_Issues()
+    {
+        var name = AcmeTestKit.UniqueName("alpn");
+
+        var (chain, key) = await _kit.IssueAsync([name], [new ChallTestSrvTlsAlpn01Solver(fixture.Pebble)]);
+        using var _ = key;
+
+        using var leaf = chain.LoadLeaf();
+        Assert.Equal(name, leaf.GetNameInfo(X509NameType.DnsName, false));
+    }
+
+    [Fact]
+    public async Task IssueCertificate_NothingPublished_FailsWithTheChallengeErrorForTheName()
+    {
+        var name = AcmeTestKit.UniqueName("unanswered");
+
+        var error = await Assert.ThrowsAsync<AcmeException>(() => _kit.IssueAsync([name], [new SilentSolver()]));
+
+        Assert.Equal(name, error.Problem.Identifier?.Value);
+        Assert.StartsWith(AcmeProblem.AcmeErrorPrefix, error.Problem.Type, StringComparison.Ordinal);
+        Assert.Contains(name, error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task DownloadCertificate_PreferredIssuer_ReturnsTheChainToThatRoot()
+    {
+        var roots = new List<string>();
+        for (var i = 0; i < 3; i++)
+        {
+            using var root = await fixture.Pebble.GetRootAsync(i);
+            roots.Add(root.GetNameInfo(X509NameType.SimpleName, false));
+        }
+
+        Assert.Equal(3, roots.Distinct(StringComparer.Ordinal).Count());
+        var (defaultChain, key) = await _kit.IssueAsync([AcmeTestKit.UniqueName()]);
+        key.Dispose();
+        Assert.Equal(2, defaultChain.AlternateUrls.Count);
+
+        var wanted = roots.First(r => !defaultChain.ChainsTo(r));
+        var (chosen, chosenKey) = await _kit.IssueAsync([AcmeTestKit.UniqueName()], preferredIssuer: wanted);
+        chosenKey.Dispose();
+
+        Assert.True(chosen.ChainsTo(wanted), $"chain ends at '{chosen.RootIssuerName}', wanted '{wanted}'");
+        Assert.Equal(wanted, chosen.RootIssuerName);
+    }
+
+    [Fact]
+    public async Task DownloadCertificate_UnknownPreferredIssuer_KeepsTheDefaultChain()
+    {
+        var (chain, key) = await _kit.IssueAsync([AcmeTestKit.UniqueName()], preferredIssuer: "No Such Root");
+        key.Dispose();
+
+        Assert.StartsWith("Pebble Root CA", chain.RootIssuerName, StringComparison.Ordinal);
+        Assert.Contains(_kit.Logs, line => line.StartsWith("7011 ", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public async Task RevokeCertificate_ByAccountKey_PebbleShowsItRevokedWithTheReason()
+    {
+        var (chain, key) = await _kit.IssueAsync([AcmeTestKit.UniqueName()]);
+        key.Dispose();
+        using var leaf = chain.LoadLeaf();
+        Assert.Equal("Valid", (await fixture.Pebble.GetCertificateStatusAsync(chain.SerialNumber)).Status);
+
+        await _kit.Session.RevokeCertificateAsync(leaf, AcmeRevocationReason.Superseded, CancellationToken.None);
+
+        Assert.Equal(("Revoked", (int?)(int)AcmeRevocationReason.Superseded), await fixture.Pebble.GetCertificateStatusAsync(chain.SerialNumber));
+    }
+
+    [Fact]
+    public async Task RevokeCertificate_ByCertificateKey_PebbleShowsItRevoked()
+    {
+        var (chain, key) = await _kit.IssueAsync([AcmeTestKit.UniqueName()]);
+        using var _ = key;
+        using var leaf = chain.LoadLeaf();
+
+        // Another client, no account at all: the certificate's key is the proof.
+        using var http = fixture.Pebble.CreateHttpClient();
+        var stranger = new AcmeClient(http, fixture.Pebble.DirectoryUrl);
+        await stranger.RevokeCertificateAsync(leaf, key, AcmeRevocationReason.KeyCompromise, CancellationToken.None);
+
+        Assert.Equal(("Revoked", (int?)(int)AcmeRevocationReason.KeyCompromise), await fixture.Pebble.GetCertificateStatusAsync(chain.SerialNumber));
+        var again = await Assert.ThrowsAsync<AcmeException>(() => stranger.RevokeCertificateAsync(leaf, key, null, CancellationToken.None));
+        Assert.True(again.Problem.Is(AcmeErrors.AlreadyRevoked), again.Message);
+    }
+
+    [Fact]
+    public async Task CreateOrder_BlockedDomain_RejectedIdentifierNotRetryable()
+    {
+        var name = "www." + IssuancePebbleFixture.BlockedDomain;
+
+        var error = await Assert.ThrowsAsync<AcmeException>(() => _kit.IssueAsync([name]));
+
+        Assert.True(error.Problem.Is(AcmeErrors.RejectedIdentifier), error.Message);
+        Assert.False(error.IsRetryable);
+        Assert.Contains(IssuancePebbleFixture.BlockedDomain, error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task IssueCertificate_SequentialSingleNames_TimePerCertificate()
+    {
+        await _kit.Session.EnsureAccountAsync(CancellationToken.None);
+        await _kit.IssueAsync([AcmeTestKit.UniqueName("warm")]);
+        const int Count = 20;
+        var times = new List<double>();
+        for (var i = 0; i < Count; i++)
+        {
+            var name = AcmeTestKit.UniqueName("seq");
+            var started = Stopwatch.GetTimestamp();
+            var (_, key) = await _kit.IssueAsync([name]);
+            times.Add(Stopwatch.GetElapsedTime(started).TotalSeconds);
+            key.Dispose();
+        }
+
+        times.Sort();
+        var median = times[Count / 2];
+        output.WriteLine($"sequential single-name HTTP-01 issuance: median {median:0.000} s, mean {times.Average():0.000} s, max {times[^1]:0.000} s over {Count}");
+        // The target is 0.25 s; the bound here leaves room for a machine shared with other test runs.
+        Assert.True(median < 1.0, $"median {median:0.000} s per certificate");
+    }
+
+    public void Dispose() => _kit.Dispose();
+
+    /// <summary>Publishes nothing, so validation fails.</summary>
+    private sealed class SilentSolver : IAcmeChallengeSolver
+    {
+        public string ChallengeType => AcmeChallenge.Http01;
+
+        public Task PrepareAsync(AcmeChallengeAnswer answer, CancellationToken cancellationToken) => Task.CompletedTask;
+
+        public Task CleanupAsync(AcmeChallengeAnswer answer, CancellationToken cancellationToken) => Task.CompletedTask;
+    }
+}
