@@ -65,5 +65,14 @@ public static class SealedRecords
             return CoreJson.Serialize(record with { SealedKey = rewrap(record.SealedKey) });
         });
 
-    public static IReadOnlyList<SealedRecordKind> All { get; } = [LocalCa, Certificates, TlsAlpnChallenges];
+    public static readonly SealedRecordKind AcmeAccounts = new(
+        "ACME account", StoreKeys.AcmeAccountsPrefix,
+        entry => [CoreJson.Deserialize<AcmeAccountRecord>(entry).SealedKey],
+        (entry, rewrap) =>
+        {
+            var record = CoreJson.Deserialize<AcmeAccountRecord>(entry);
+            return CoreJson.Serialize(record with { SealedKey = rewrap(record.SealedKey) });
+        });
+
+    public static IReadOnlyList<SealedRecordKind> All { get; } = [LocalCa, Certificates, TlsAlpnChallenges, AcmeAccounts];
 }

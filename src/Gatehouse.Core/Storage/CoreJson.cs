@@ -14,6 +14,7 @@ namespace Gatehouse.Storage;
 [JsonSerializable(typeof(SiteDefinition))]
 [JsonSerializable(typeof(CertificateRecord))]
 [JsonSerializable(typeof(LocalCaRecord))]
+[JsonSerializable(typeof(AcmeAccountRecord))]
 [JsonSerializable(typeof(Gatehouse.Keys.KeyRingRecord))]
 [JsonSerializable(typeof(Gatehouse.Challenges.TlsAlpnChallengeRecord))]
 internal sealed partial class CoreJson : JsonSerializerContext

@@ -14,6 +14,7 @@ namespace Gatehouse.Storage;
 /// /gatehouse/v1/ca/root, /ca/intermediate          local CA certificates + sealed keys (JSON)
 /// /gatehouse/v1/locks/&lt;name&gt;                    lease-backed locks (value: holder id)
 /// /gatehouse/v1/admin/token                        SHA-256 of the admin bearer token
+/// /gatehouse/v1/acme/accounts/&lt;issuer&gt;         ACME account URL + sealed account key (JSON)
 /// /gatehouse/v1/keys/ring                          master key versions, their states and provider references (JSON)
 /// </code>
 /// </remarks>
@@ -36,6 +37,9 @@ public static class StoreKeys
 
     /// <summary>Prefix of TLS-ALPN-01 challenge certificates.</summary>
     public const string TlsAlpn01Prefix = Root + "challenges/tls-alpn-01/";
+
+    /// <summary>Prefix of ACME accounts (one per configured ACME issuer).</summary>
+    public const string AcmeAccountsPrefix = Root + "acme/accounts/";
 
     /// <summary>Prefix of locks.</summary>
     public const string LocksPrefix = Root + "locks/";
@@ -64,6 +68,8 @@ public static class StoreKeys
     public static string Http01Challenge(string token) => Http01Prefix + Segment(token);
 
     public static string TlsAlpn01Challenge(string host) => TlsAlpn01Prefix + Segment(host);
+
+    public static string AcmeAccount(string issuer) => AcmeAccountsPrefix + Segment(issuer);
 
     public static string Lock(string name) => LocksPrefix + name;
 

@@ -152,6 +152,12 @@ public sealed class GatehouseServer : IAsyncDisposable
         services.AddSingleton(options.LocalCa);
         services.AddSingleton<LocalCertificateAuthority>();
         services.AddSingleton<ICertificateIssuer>(sp => sp.GetRequiredService<LocalCertificateAuthority>());
+        services.AddSingleton(sp => AcmeIssuers.Create(options, store, cipher, sp.GetRequiredService<TlsAlpnResponder>(), time, sp.GetRequiredService<ILoggerFactory>()));
+        foreach (var index in Enumerable.Range(0, options.AcmeIssuers.Count))
+        {
+            services.AddSingleton<ICertificateIssuer>(sp => sp.GetRequiredService<List<AcmeIssuer>>()[index]);
+        }
+
         services.AddSingleton<CertificateCache>();
         services.AddSingleton(sp => new StoreMirror<SiteDefinition>(store, StoreKeys.SitesPrefix, CoreJson.Deserialize<SiteDefinition>, sp.GetRequiredService<ILogger<StoreMirror<SiteDefinition>>>()));
         services.AddSingleton(sp => new StoreMirror<CertificateRecord>(store, StoreKeys.CertificatesPrefix, CoreJson.Deserialize<CertificateRecord>, sp.GetRequiredService<ILogger<StoreMirror<CertificateRecord>>>()));
@@ -246,7 +252,7 @@ public sealed class GatehouseServer : IAsyncDisposable
         _background.Add(certificateMirror.RunAsync(_stopping.Token));
         await Task.WhenAll(siteMirror.Loaded, certificateMirror.Loaded).WaitAsync(cancellationToken);
 
-        var admin = new AdminContext(_store, sites, Cache, localCa, new HashSet<string>(StringComparer.Ordinal) { LocalCertificateAuthority.IssuerName },
+        var admin = new AdminContext(_store, sites, Cache, localCa, Options.IssuerNames,
             () => siteMirror.Loaded.IsCompleted && certificateMirror.Loaded.IsCompleted && Cache.GetInternal(AdminCertificateId) is not null);
         var plainHttp = new PlainHttpResponder(_store, Options.Edge.PublicHttpsPort ?? Options.Edge.HttpsPort);
 

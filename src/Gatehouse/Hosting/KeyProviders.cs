@@ -80,21 +80,26 @@ internal static class KeyProviders
         Pin = pin,
     });
 
-    /// <summary>Reads a secret from the environment variable or file the configuration names.</summary>
-    private static (byte[] Secret, string Source) ReadSecret(KeyProviderOptions options, Func<string, string?> environment, string what)
+    private static (byte[] Secret, string Source) ReadSecret(KeyProviderOptions options, Func<string, string?> environment, string what) =>
+        ReadSecret(options.ConfigPath, options.SecretEnvironmentVariable, options.SecretFile, environment, what);
+
+    /// <summary>Reads a secret from the environment variable or file the configuration names (a trailing newline is
+    /// dropped); the caller zeroes it.</summary>
+    /// <exception cref="MasterKeyException">It is not set, empty or unreadable; the message names where it was looked for.</exception>
+    internal static (byte[] Secret, string Source) ReadSecret(string configPath, string? environmentVariable, string? file, Func<string, string?> environment, string what)
     {
-        if (options.SecretEnvironmentVariable is { } variable)
+        if (environmentVariable is { } variable)
         {
             var value = environment(variable);
             if (string.IsNullOrEmpty(value))
             {
-                throw new MasterKeyException($"{options.ConfigPath}: the {what} is to come from environment variable {variable}, which is not set or empty.");
+                throw new MasterKeyException($"{configPath}: the {what} is to come from environment variable {variable}, which is not set or empty.");
             }
 
             return (Encoding.UTF8.GetBytes(value), $"environment variable {variable}");
         }
 
-        var path = options.SecretFile!;
+        var path = file!;
         byte[] bytes;
         try
         {
@@ -102,7 +107,7 @@ internal static class KeyProviders
         }
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
         {
-            throw new MasterKeyException($"{options.ConfigPath}: cannot read the {what} file '{path}': {ex.Message}", ex);
+            throw new MasterKeyException($"{configPath}: cannot read the {what} file '{path}': {ex.Message}", ex);
         }
 
         var length = bytes.Length;
@@ -113,7 +118,7 @@ internal static class KeyProviders
 
         if (length == 0)
         {
-            throw new MasterKeyException($"{options.ConfigPath}: the {what} file '{path}' is empty.");
+            throw new MasterKeyException($"{configPath}: the {what} file '{path}' is empty.");
         }
 
         var secret = bytes[..length];

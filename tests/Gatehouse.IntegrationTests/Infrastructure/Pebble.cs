@@ -31,6 +31,10 @@ public sealed record PebbleOptions
     /// <summary>certificateValidityPeriod, seconds.</summary>
     public int? CertificateValiditySeconds { get; init; }
 
+    /// <summary>The port Pebble connects to for HTTP-01. Null: challtestsrv's own HTTP-01 responder on a free port.
+    /// Set: a responder of the test's own on that port, e.g. a Gatehouse edge (challtestsrv then serves none).</summary>
+    public int? HttpPort { get; init; }
+
     /// <summary>The port Pebble connects to for TLS-ALPN-01. Null: challtestsrv's own TLS-ALPN-01 responder on a
     /// free port. Set: a responder of the test's own on that port (challtestsrv then serves none).</summary>
     public int? TlsAlpnPort { get; init; }
@@ -57,7 +61,7 @@ public sealed class Pebble : IAsyncDisposable
         _options = options;
         AcmePort = Ports.Free();
         ManagementPort = Ports.Free();
-        HttpPort = Ports.Free();
+        HttpPort = options.HttpPort ?? Ports.Free();
         TlsAlpnPort = options.TlsAlpnPort ?? Ports.Free();
         DnsPort = Ports.Free();
         ChallTestSrvPort = Ports.Free();
@@ -195,7 +199,7 @@ public sealed class Pebble : IAsyncDisposable
         [
             "-management", $"127.0.0.1:{ChallTestSrvPort}",
             "-dns01", $"127.0.0.1:{DnsPort}",
-            "-http01", $"127.0.0.1:{HttpPort}",
+            "-http01", _options.HttpPort is null ? $"127.0.0.1:{HttpPort}" : "",
             "-https01", "",
             "-tlsalpn01", _options.TlsAlpnPort is null ? $"127.0.0.1:{TlsAlpnPort}" : "",
             "-defaultIPv4", "127.0.0.1",
