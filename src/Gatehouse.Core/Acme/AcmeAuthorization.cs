@@ -10,9 +10,9 @@ public sealed record AcmeAuthorization
     public Uri Url { get; init; } = null!;
 
     /// <summary>The identifier; for a wildcard order the name without <c>*.</c> and <see cref="Wildcard"/> true.</summary>
-    public AcmeIdentifier Identifier { get; init; } = null!;
+    public required AcmeIdentifier Identifier { get; init; }
 
-    public AcmeAuthorizationStatus Status { get; init; }
+    public required AcmeAuthorizationStatus Status { get; init; }
 
     public DateTimeOffset? Expires { get; init; }
 
@@ -32,11 +32,11 @@ public sealed record AcmeChallenge
     public const string TlsAlpn01 = "tls-alpn-01";
 
     /// <summary><c>http-01</c>, <c>dns-01</c>, <c>tls-alpn-01</c> or a type this client does not know.</summary>
-    public string Type { get; init; } = "";
+    public required string Type { get; init; }
 
-    public Uri Url { get; init; } = null!;
+    public required Uri Url { get; init; }
 
-    public AcmeChallengeStatus Status { get; init; }
+    public required AcmeChallengeStatus Status { get; init; }
 
     /// <summary>The token of the token-based types (all three above).</summary>
     public string? Token { get; init; }

@@ -221,6 +221,7 @@ public sealed class AcmeClient
     /// failure or a timeout throws (a retryable <see cref="AcmeProblem.TransportType"/>); cancellation cancels.</summary>
     private async Task<AcmeResponse> SendCoreAsync(string operation, HttpRequestMessage request, CancellationToken cancellationToken)
     {
+        cancellationToken.ThrowIfCancellationRequested();
         request.Headers.UserAgent.ParseAdd(Options.UserAgent);
         using var activity = AcmeDiagnostics.Source.StartActivity("acme " + operation, ActivityKind.Client);
         activity?.SetTag("acme.operation", operation);

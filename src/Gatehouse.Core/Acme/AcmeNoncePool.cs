@@ -33,5 +33,4 @@ internal sealed class AcmeNoncePool(int capacity = 64)
             Interlocked.Decrement(ref _count);
         }
     }
-
 }

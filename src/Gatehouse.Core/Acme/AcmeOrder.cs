@@ -9,7 +9,7 @@ public sealed record AcmeOrder
     [JsonIgnore]
     public Uri Url { get; init; } = null!;
 
-    public AcmeOrderStatus Status { get; init; }
+    public required AcmeOrderStatus Status { get; init; }
 
     public DateTimeOffset? Expires { get; init; }
 
@@ -24,7 +24,7 @@ public sealed record AcmeOrder
 
     public IReadOnlyList<Uri> Authorizations { get; init => field = value ?? []; } = [];
 
-    public Uri Finalize { get; init; } = null!;
+    public required Uri Finalize { get; init; }
 
     /// <summary>The certificate URL once the order is valid.</summary>
     public Uri? Certificate { get; init; }

@@ -15,17 +15,19 @@ public sealed record AcmeProblem
     /// <summary>The prefix of the ACME error types (RFC 8555 §6.7).</summary>
     public const string AcmeErrorPrefix = "urn:ietf:params:acme:error:";
 
+    private const string ClientTypePrefix = "urn:gatehouse:acme:";
+
     /// <summary>This client could not reach the server, or the server did not answer in time. Retryable.</summary>
-    public const string TransportType = "urn:gatehouse:acme:transport";
+    public const string TransportType = ClientTypePrefix + "transport";
 
     /// <summary>The server answered with something that is not what RFC 8555 says it sends. Retryable.</summary>
-    public const string InvalidResponseType = "urn:gatehouse:acme:invalidResponse";
+    public const string InvalidResponseType = ClientTypePrefix + "invalidResponse";
 
     /// <summary>No solver offered can answer any challenge of an authorization. Not retryable.</summary>
-    public const string NoUsableChallengeType = "urn:gatehouse:acme:noUsableChallenge";
+    public const string NoUsableChallengeType = ClientTypePrefix + "noUsableChallenge";
 
     /// <summary>An order names a profile the CA's directory does not offer. Not retryable.</summary>
-    public const string ProfileNotOfferedType = "urn:gatehouse:acme:profileNotOffered";
+    public const string ProfileNotOfferedType = ClientTypePrefix + "profileNotOffered";
 
     /// <summary>A URI reference that identifies the problem type; <c>about:blank</c> when the server gave none.</summary>
     public string Type { get; init; } = "about:blank";
@@ -58,7 +60,7 @@ public sealed record AcmeProblem
     /// <summary>
     /// Whether the same request may succeed later: transient server states (<c>badNonce</c>, <c>rateLimited</c>
     /// after its time, <c>serverInternal</c>), validation failures of the network kind (<c>connection</c>,
-    /// <c>dns</c>, <c>tls</c>), transport failures and 5xx/429 answers without an ACME type. Refusals
+    /// <c>dns</c>, <c>tls</c>), transport failures and 5xx/429 answers without an ACME error type. Refusals
     /// (<c>malformed</c>, <c>unauthorized</c>, <c>rejectedIdentifier</c>, <c>caa</c>, <c>badCSR</c>, …) are not. A
     /// <c>compound</c> problem is retryable when every subproblem is.
     /// </summary>
@@ -69,7 +71,7 @@ public sealed record AcmeProblem
             or AcmeErrors.Connection or AcmeErrors.Dns or AcmeErrors.Tls => true,
         AcmeErrors.Compound => Subproblems.Count > 0 && Subproblems.All(p => p.IsRetryable),
         null => Type is TransportType or InvalidResponseType
-            || (Type == "about:blank" && Status is >= 500 or 429),
+            || (!Type.StartsWith(ClientTypePrefix, StringComparison.Ordinal) && Status is >= 500 or 429),
         _ => false,
     };
 

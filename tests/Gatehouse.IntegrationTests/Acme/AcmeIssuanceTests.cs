@@ -87,24 +87,31 @@ public sealed class AcmeIssuanceTests(IssuancePebbleFixture fixture, ITestOutput
     [Fact]
     public async Task DownloadCertificate_PreferredIssuer_ReturnsTheChainToThatRoot()
     {
-        var roots = new List<string>();
+        var roots = new Dictionary<string, X509Certificate2>(StringComparer.Ordinal);
         for (var i = 0; i < 3; i++)
         {
-            using var root = await fixture.Pebble.GetRootAsync(i);
-            roots.Add(root.GetNameInfo(X509NameType.SimpleName, false));
+            var root = await fixture.Pebble.GetRootAsync(i);
+            roots[root.GetNameInfo(X509NameType.SimpleName, false)] = root;
         }
 
-        Assert.Equal(3, roots.Distinct(StringComparer.Ordinal).Count());
+        Assert.Equal(3, roots.Count);
         var (defaultChain, key) = await _kit.IssueAsync([AcmeTestKit.UniqueName()]);
         key.Dispose();
         Assert.Equal(2, defaultChain.AlternateUrls.Count);
 
-        var wanted = roots.First(r => !defaultChain.ChainsTo(r));
+        Assert.True(AcmeTestKit.BuildsTo(defaultChain, roots[defaultChain.RootIssuerName]));
+        var wanted = roots.Keys.First(r => !defaultChain.ChainsTo(r));
         var (chosen, chosenKey) = await _kit.IssueAsync([AcmeTestKit.UniqueName()], preferredIssuer: wanted);
         chosenKey.Dispose();
 
         Assert.True(chosen.ChainsTo(wanted), $"chain ends at '{chosen.RootIssuerName}', wanted '{wanted}'");
         Assert.Equal(wanted, chosen.RootIssuerName);
+        Assert.True(AcmeTestKit.BuildsTo(chosen, roots[wanted]));
+        Assert.False(AcmeTestKit.BuildsTo(chosen, roots[defaultChain.RootIssuerName]));
+        foreach (var root in roots.Values)
+        {
+            root.Dispose();
+        }
     }
 
     [Fact]

@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
 using Gatehouse.Acme;
 using Gatehouse.IntegrationTests.Infrastructure;
 using Microsoft.Extensions.Logging;
@@ -73,6 +74,32 @@ public sealed class AcmeTestKit : IDisposable
         var chain = await (session ?? Session).IssueCertificateAsync(
             AcmeOrderRequest.ForNames(names), AcmeCsr.Create(key, names), solvers ?? [Http01], preferredIssuer, timeout.Token);
         return (chain, key);
+    }
+
+    /// <summary>Whether <paramref name="chain"/> builds from its leaf through its intermediates to <paramref name="root"/>.</summary>
+    public static bool BuildsTo(AcmeCertificateChain chain, X509Certificate2 root)
+    {
+        var certificates = chain.LoadCertificates();
+        try
+        {
+            using var builder = new X509Chain();
+            builder.ChainPolicy.TrustMode = X509ChainTrustMode.CustomRootTrust;
+            builder.ChainPolicy.RevocationMode = X509RevocationMode.NoCheck;
+            builder.ChainPolicy.CustomTrustStore.Add(root);
+            for (var i = 1; i < certificates.Count; i++)
+            {
+                builder.ChainPolicy.ExtraStore.Add(certificates[i]);
+            }
+
+            return builder.Build(certificates[0]);
+        }
+        finally
+        {
+            foreach (var certificate in certificates)
+            {
+                certificate.Dispose();
+            }
+        }
     }
 
     public void Dispose()

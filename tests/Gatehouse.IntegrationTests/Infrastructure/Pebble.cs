@@ -90,6 +90,10 @@ public sealed class Pebble : IAsyncDisposable
     /// <summary>The throwaway CA of Pebble's own HTTPS listeners (not of the certificates it issues).</summary>
     public X509Certificate2 TransportRoot { get; }
 
+    /// <summary>The root that signs what this Pebble issues (<c>/roots/0</c>, fetched at every start: Pebble makes a
+    /// new one each time).</summary>
+    public X509Certificate2 IssuingRoot { get; private set; } = null!;
+
     /// <summary>What both processes printed (for failure messages).</summary>
     public string Output
     {
@@ -174,6 +178,7 @@ public sealed class Pebble : IAsyncDisposable
         _management.Dispose();
         _challTestSrv.Dispose();
         TransportRoot.Dispose();
+        IssuingRoot?.Dispose();
         try
         {
             Directory.Delete(_directory, recursive: true);
@@ -270,6 +275,8 @@ public sealed class Pebble : IAsyncDisposable
             using var response = await _management.GetAsync(DirectoryUrl);
             return response.IsSuccessStatusCode;
         });
+        IssuingRoot?.Dispose();
+        IssuingRoot = await GetRootAsync(0);
     }
 
     private Process Start(string tool, string[] args, Dictionary<string, string> environment)

@@ -83,8 +83,15 @@ public sealed class AcmeChallengeAnswerTests
 
     private static AcmeChallengeAnswer Answer(AcmeAccountKey key, AcmeIdentifier identifier, string type, bool wildcard = false)
     {
-        var challenge = new AcmeChallenge { Type = type, Url = new Uri("https://acme.test/chall/1"), Token = Token };
-        var authorization = new AcmeAuthorization { Url = new Uri("https://acme.test/authz/1"), Identifier = identifier, Challenges = [challenge], Wildcard = wildcard };
+        var challenge = new AcmeChallenge { Type = type, Url = new Uri("https://acme.test/chall/1"), Status = AcmeChallengeStatus.Pending, Token = Token };
+        var authorization = new AcmeAuthorization
+        {
+            Url = new Uri("https://acme.test/authz/1"),
+            Identifier = identifier,
+            Status = AcmeAuthorizationStatus.Pending,
+            Challenges = [challenge],
+            Wildcard = wildcard,
+        };
         return new AcmeChallengeAnswer { Authorization = authorization, Challenge = challenge, KeyAuthorization = AcmeKeyAuthorization.Compute(Token, key) };
     }
 }

@@ -247,6 +247,69 @@ public sealed class AcmeClientProtocolTests : IDisposable
         Assert.Equal(new Uri(FakeAcmeServer.Origin + "/account/1"), account.Url);
     }
 
+    [Fact]
+    public async Task GetOrder_WithoutFinalizeUrl_InvalidResponse()
+    {
+        var order = FakeAcmeServer.Order("pending");
+        order.Remove("finalize");
+        _server.Respond = request => request.Path == "/order/1" ? FakeAcmeServer.Json(HttpStatusCode.OK, order) : null;
+
+        var error = await Assert.ThrowsAsync<AcmeException>(() => _session.GetOrderAsync(OrderUrl, CancellationToken.None));
+
+        Assert.Equal(AcmeProblem.InvalidResponseType, error.Problem.Type);
+        Assert.True(error.IsRetryable);
+        Assert.Contains("finalize", error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task IssueCertificate_TwoNamesFailValidation_CompoundProblemAndEveryAnswerCleanedUp()
+    {
+        var answered = new HashSet<string>(StringComparer.Ordinal);
+        _server.Respond = request =>
+        {
+            switch (request.Path)
+            {
+                case "/new-order":
+                    var order = FakeAcmeServer.Order("pending");
+                    order["authorizations"] = new JsonArray(FakeAcmeServer.Origin + "/authz/a", FakeAcmeServer.Origin + "/authz/b");
+                    return FakeAcmeServer.Json(HttpStatusCode.Created, order, OrderUrl);
+                case "/authz/a" or "/authz/b":
+                    var name = request.Path[^1..] + ".example.test";
+                    var failed = answered.Contains(request.Path);
+                    var authorization = Authorization(failed ? "invalid" : "pending", name);
+                    if (failed)
+                    {
+                        authorization["challenges"]![0]!["error"] = new JsonObject { ["type"] = AcmeProblem.AcmeErrorPrefix + AcmeErrors.IncorrectResponse, ["detail"] = "wrong key authorization for " + name };
+                    }
+
+                    return FakeAcmeServer.Json(HttpStatusCode.OK, authorization);
+                case "/chall/a" or "/chall/b":
+                    lock (answered)
+                    {
+                        answered.Add("/authz/" + request.Path[^1..]);
+                    }
+
+                    return FakeAcmeServer.Json(HttpStatusCode.OK, new JsonObject { ["type"] = "http-01", ["url"] = FakeAcmeServer.Origin + request.Path, ["status"] = "processing", ["token"] = "tok" });
+                case "/order/1":
+                    return FakeAcmeServer.Json(HttpStatusCode.OK, FakeAcmeServer.Order(answered.Count == 2 ? "invalid" : "pending"));
+                default:
+                    return null;
+            }
+        };
+        var solver = new RecordingSolver();
+        using var certificateKey = AcmeCsr.CreateKey(AcmeCertificateKeyType.EcdsaP256);
+
+        var error = await Assert.ThrowsAsync<AcmeException>(() => _session.IssueCertificateAsync(
+            AcmeOrderRequest.ForNames(["a.example.test", "b.example.test"]), AcmeCsr.Create(certificateKey, ["a.example.test", "b.example.test"]), [solver], null, CancellationToken.None));
+
+        Assert.True(error.Problem.Is(AcmeErrors.Compound), error.Message);
+        Assert.Equal(["a.example.test", "b.example.test"], error.Problem.Subproblems.Select(p => p.Identifier!.Value).Order(StringComparer.Ordinal));
+        Assert.All(error.Problem.Subproblems, p => Assert.True(p.Is(AcmeErrors.IncorrectResponse)));
+        Assert.False(error.IsRetryable);
+        Assert.Equal(2, solver.Prepared.Count);
+        Assert.Equal(solver.Prepared.Order(StringComparer.Ordinal), solver.CleanedUp.Order(StringComparer.Ordinal));
+    }
+
     public void Dispose()
     {
         _key.Dispose();
@@ -254,12 +317,41 @@ public sealed class AcmeClientProtocolTests : IDisposable
         _server.Dispose();
     }
 
-    private static JsonObject Authorization(string status) => new()
+    private static JsonObject Authorization(string status, string name = "example.test") => new()
     {
         ["status"] = status,
-        ["identifier"] = new JsonObject { ["type"] = "dns", ["value"] = "example.test" },
-        ["challenges"] = new JsonArray(new JsonObject { ["type"] = "http-01", ["url"] = FakeAcmeServer.Origin + "/chall/1", ["status"] = status, ["token"] = "tok" }),
+        ["identifier"] = new JsonObject { ["type"] = "dns", ["value"] = name },
+        ["challenges"] = new JsonArray(new JsonObject { ["type"] = "http-01", ["url"] = FakeAcmeServer.Origin + "/chall/" + name[..1], ["status"] = status, ["token"] = "tok-" + name[..1] }),
     };
+
+    private sealed class RecordingSolver : IAcmeChallengeSolver
+    {
+        public List<string> Prepared { get; } = [];
+
+        public List<string> CleanedUp { get; } = [];
+
+        public string ChallengeType => AcmeChallenge.Http01;
+
+        public Task PrepareAsync(AcmeChallengeAnswer answer, CancellationToken cancellationToken)
+        {
+            lock (Prepared)
+            {
+                Prepared.Add(answer.Identifier.Value);
+            }
+
+            return Task.CompletedTask;
+        }
+
+        public Task CleanupAsync(AcmeChallengeAnswer answer, CancellationToken cancellationToken)
+        {
+            lock (CleanedUp)
+            {
+                CleanedUp.Add(answer.Identifier.Value);
+            }
+
+            return Task.CompletedTask;
+        }
+    }
 
     private sealed class FailingHandler : HttpMessageHandler
     {

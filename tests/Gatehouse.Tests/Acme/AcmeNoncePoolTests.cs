@@ -42,5 +42,4 @@ public sealed class AcmeNoncePoolTests
         Assert.Equal(10_000, taken.Distinct(StringComparer.Ordinal).Count());
         Assert.Equal(0, pool.Count);
     }
-
 }

@@ -94,7 +94,8 @@ public sealed class AcmeProblemTests
     [InlineData("about:blank", 503, true)]
     [InlineData("about:blank", 429, true)]
     [InlineData("about:blank", 404, false)]
-    [InlineData("https://ca.example/problems/other", 500, false)]
+    [InlineData("https://ca.example/problems/other", 500, true)]
+    [InlineData("https://ca.example/problems/other", 400, false)]
     public void IsRetryable_OtherTypes(string type, int? status, bool retryable)
     {
         Assert.Equal(retryable, new AcmeProblem { Type = type, Status = status }.IsRetryable);

@@ -256,8 +256,8 @@ public sealed class FakeAcmeServer : HttpMessageHandler
 }
 
 /// <summary>
-/// A virtual clock whose timers fire at once: every wait the code under test asks for is recorded and jumps the
-/// clock forward by that much. For schedules (polling delays), not for code that arms long timeouts.
+/// A virtual clock whose short timers fire at once: every wait of up to <see cref="MaxJump"/> the code under test
+/// asks for is recorded and jumps the clock forward by that much. Longer timers (timeouts) run in real time.
 /// </summary>
 public sealed class JumpingTimeProvider : TimeProvider
 {
@@ -274,8 +274,15 @@ public sealed class JumpingTimeProvider : TimeProvider
         }
     }
 
+    public static TimeSpan MaxJump => TimeSpan.FromSeconds(10);
+
     public override ITimer CreateTimer(TimerCallback callback, object? state, TimeSpan dueTime, TimeSpan period)
     {
+        if (dueTime > MaxJump)
+        {
+            return System.CreateTimer(callback, state, dueTime, period);
+        }
+
         Waits.Enqueue(dueTime);
         lock (_lock)
         {
