@@ -1,7 +1,7 @@
 namespace Gatehouse.Dns;
 
 /// <summary>Resource record types used here (RFC 1035 §3.2.2, RFC 3596, RFC 8945 §4.2).</summary>
-public enum DnsRecordType : ushort
+internal enum DnsRecordType : ushort
 {
     A = 1,
     NS = 2,
@@ -15,7 +15,7 @@ public enum DnsRecordType : ushort
 }
 
 /// <summary>Record classes (RFC 1035 §3.2.4; NONE and ANY as RFC 2136 §2.4 and §2.5 use them).</summary>
-public enum DnsClass : ushort
+internal enum DnsClass : ushort
 {
     IN = 1,
     NONE = 254,
@@ -23,7 +23,7 @@ public enum DnsClass : ushort
 }
 
 /// <summary>Header opcodes (RFC 1035 §4.1.1, RFC 2136 §1).</summary>
-public enum DnsOpcode : byte
+internal enum DnsOpcode : byte
 {
     Query = 0,
     Update = 5,

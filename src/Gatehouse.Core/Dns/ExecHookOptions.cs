@@ -4,7 +4,9 @@ namespace Gatehouse.Dns;
 /// A DNS-01 provider that runs a command for each change, for DNS hosts without RFC 2136: the command gets
 /// <c>present</c> or <c>cleanup</c>, the record name and the value as its last three arguments, and the same in
 /// <c>GATEHOUSE_DNS_ACTION</c>, <c>GATEHOUSE_DNS_NAME</c> and <c>GATEHOUSE_DNS_VALUE</c>. It runs without a shell.
-/// Exit status 0 means done; anything else fails the change with the end of the command's stderr.
+/// Exit status 0 means done; anything else fails the change with the end of the command's stderr. Like every
+/// provider, the command should treat adding a value that is there, or removing one that is not, as success, and
+/// leave other values at the same name alone.
 /// </summary>
 public sealed record ExecHookOptions
 {

@@ -13,7 +13,7 @@ public enum TsigAlgorithm
 /// A TSIG shared secret (RFC 8945) with its key name and algorithm. The secret is copied in, never handed out, and
 /// zeroed on dispose; <see cref="ToString"/> shows the name and algorithm only.
 /// </summary>
-public sealed class TsigKey : IDisposable
+internal sealed class TsigKey : IDisposable
 {
     private readonly byte[] _secret;
     private bool _disposed;
