@@ -5,6 +5,7 @@ using System.Security.Cryptography.X509Certificates;
 using System.Text;
 using Gatehouse.Acme;
 using Gatehouse.Certificates;
+using Gatehouse.Dns;
 using Gatehouse.Edge.Challenges;
 using Gatehouse.Keys;
 using Gatehouse.Storage;
@@ -45,6 +46,7 @@ internal static class AcmeIssuers
                 {
                     "http-01" => new Http01StoreSolver(store),
                     "tls-alpn-01" => new TlsAlpn01StoreSolver(store, cipher, time, (host, _, ct) => WaitUntilPresentedAsync(tlsAlpn, host, ct)),
+                    "dns-01" => new AcmeDns01Solver(CreateDnsProvider(issuer, loggers, time), issuer.Dns!.PropagationTimeout),
                     _ => throw new MasterKeyException($"{issuer.ConfigPath}:challenges: {challenge} is not available"),
                 });
             }
@@ -63,6 +65,41 @@ internal static class AcmeIssuers
         }
 
         return issuers;
+    }
+
+    private static IDnsChallengeProvider CreateDnsProvider(AcmeIssuerOptions issuer, ILoggerFactory loggers, TimeProvider time)
+    {
+        var dns = issuer.Dns!;
+        // Explicit nameservers take the configured port unless they name one; without them, rfc2136 checks its own
+        // server and exec finds the zone's NS records.
+        var nameservers = dns.Nameservers.Select(n => dns.NameserverPort is { } port && !n.Contains(':', StringComparison.Ordinal) ? $"{n}:{port}" : n).ToList();
+        var visibility = new DnsVisibilityOptions { Nameservers = nameservers, AuthoritativePort = dns.NameserverPort ?? 53 };
+        if (dns.Type == "exec")
+        {
+            return new ExecHookProvider(new ExecHookOptions { Command = dns.Command[0], Arguments = [.. dns.Command.Skip(1)], Visibility = visibility }, loggers.CreateLogger<ExecHookProvider>(), time);
+        }
+
+        var (secret, source) = KeyProviders.ReadSecret(issuer.ConfigPath + ":dns", dns.SecretEnvironmentVariable, dns.SecretFile, Environment.GetEnvironmentVariable, "TSIG secret");
+        try
+        {
+            var key = Convert.FromBase64String(Encoding.ASCII.GetString(secret).Trim());
+            return new Rfc2136Provider(
+                new Rfc2136Options
+                {
+                    Server = dns.Server!, Zone = dns.Zone, KeyName = dns.KeyName!, Secret = key, Visibility = nameservers.Count > 0 ? visibility : null,
+                    Algorithm = dns.Algorithm == "hmac-sha512" ? TsigAlgorithm.HmacSha512 : TsigAlgorithm.HmacSha256,
+                },
+                loggers.CreateLogger<Rfc2136Provider>(),
+                time);
+        }
+        catch (FormatException)
+        {
+            throw new MasterKeyException($"{issuer.ConfigPath}:dns: the TSIG secret from {source} is not base64.");
+        }
+        finally
+        {
+            CryptographicOperations.ZeroMemory(secret);
+        }
     }
 
     /// <summary>An HTTP client for one CA: the system's trust, or only the configured CA bundle.</summary>

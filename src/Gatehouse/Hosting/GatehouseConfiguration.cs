@@ -16,7 +16,8 @@ public sealed class GatehouseConfiguration
     public const string EnvironmentPrefix = "GATEHOUSE_";
 
     private static readonly string[] TopLevelKeys = ["dataDirectory", "edge", "admin", "localCa", "keys", "issuers", "welcome", "sites", "logging"];
-    private static readonly string[] AcmeIssuerKeys = ["type", "directory", "contact", "acceptTerms", "caBundle", "eab", "preferredChain", "challenges"];
+    private static readonly string[] AcmeIssuerKeys = ["type", "directory", "contact", "acceptTerms", "caBundle", "eab", "preferredChain", "challenges", "dns"];
+    private static readonly string[] DnsKeys = ["type", "server", "zone", "keyName", "algorithm", "secretEnv", "secretFile", "command", "nameservers", "nameserverPort", "propagationTimeout"];
     private static readonly string[] EabKeys = ["kid", "hmacEnv", "hmacFile"];
     private static readonly string[] ChallengeTypes = ["http-01", "tls-alpn-01", "dns-01"];
     private static readonly string[] KeysKeys = ["provider", "rotationPeriod", "providers"];
@@ -303,9 +304,10 @@ public sealed class GatehouseConfiguration
                     Error(path + ":challenges", $"'{challenge}' is not a challenge type ({string.Join(", ", ChallengeTypes)})");
                 }
 
-                if (challenges.Contains("dns-01"))
+                var dns = ReadDns(section.GetSection("dns"), path + ":dns");
+                if (challenges.Contains("dns-01") && dns is null)
                 {
-                    Error(path + ":challenges", "dns-01 needs a DNS provider, which this build cannot configure yet; use http-01 or tls-alpn-01");
+                    Error(path + ":challenges", "dns-01 needs a DNS provider: add dns: {type: rfc2136, ...} or dns: {type: exec, command: [...]}");
                 }
 
                 var acceptTerms = section["acceptTerms"];
@@ -326,10 +328,62 @@ public sealed class GatehouseConfiguration
                     EabHmacFile = hmacFile,
                     PreferredChain = section["preferredChain"],
                     Challenges = challenges.Count > 0 ? challenges.OfType<string>().ToList() : ["http-01", "tls-alpn-01"],
+                    Dns = dns,
                 });
             }
 
             return result;
+        }
+
+        private AcmeDnsOptions? ReadDns(IConfigurationSection dns, string path)
+        {
+            if (!dns.Exists())
+            {
+                return null;
+            }
+
+            CheckKnownKeys(dns, DnsKeys, path + ":");
+            if (dns["secret"] is not null)
+            {
+                Error(path, "secrets never go in the configuration: name where the TSIG secret is with secretEnv or secretFile");
+            }
+
+            int? port = dns["nameserverPort"] is null ? null : Port(path + ":nameserverPort", 53);
+            var timeout = Span(path + ":propagationTimeout", TimeSpan.FromMinutes(2), TimeSpan.FromSeconds(1), TimeSpan.FromHours(1));
+            switch (dns["type"])
+            {
+                case "rfc2136":
+                    foreach (var required in new[] { "server", "keyName" })
+                    {
+                        if (string.IsNullOrWhiteSpace(dns[required]))
+                        {
+                            Error($"{path}:{required}", "required for an rfc2136 provider");
+                        }
+                    }
+
+                    if (dns["algorithm"] is { } algorithm && algorithm is not ("hmac-sha256" or "hmac-sha512"))
+                    {
+                        Error(path + ":algorithm", $"'{algorithm}' is not a TSIG algorithm (hmac-sha256, hmac-sha512)");
+                    }
+
+                    var (env, file) = SecretSource(dns, path, "secretEnv", "secretFile");
+                    return new AcmeDnsOptions
+                    {
+                        Type = "rfc2136", Server = dns["server"], Zone = dns["zone"], KeyName = dns["keyName"], Algorithm = dns["algorithm"] ?? "hmac-sha256",
+                        SecretEnvironmentVariable = env, SecretFile = file, Nameservers = [.. List(dns, "nameservers").OfType<string>()], NameserverPort = port, PropagationTimeout = timeout,
+                    };
+                case "exec":
+                    var command = List(dns, "command").OfType<string>().ToList();
+                    if (command.Count == 0)
+                    {
+                        Error(path + ":command", "required for an exec provider: [program, args...] (run without a shell; it gets action, name and value)");
+                    }
+
+                    return new AcmeDnsOptions { Type = "exec", Command = command, Nameservers = [.. List(dns, "nameservers").OfType<string>()], NameserverPort = port, PropagationTimeout = timeout };
+                default:
+                    Error(path + ":type", $"'{dns["type"]}' is not a DNS provider type (rfc2136, exec)");
+                    return null;
+            }
         }
 
         private IReadOnlyList<(SiteDefinition, string)> ReadSites(IReadOnlySet<string> issuerNames)

@@ -131,8 +131,44 @@ public sealed record AcmeIssuerOptions
     /// <summary>Challenge types to use, in order of preference.</summary>
     public IReadOnlyList<string> Challenges { get; init; } = ["http-01", "tls-alpn-01"];
 
+    /// <summary>The DNS provider for dns-01, when listed.</summary>
+    public AcmeDnsOptions? Dns { get; init; }
+
     /// <summary>The config path, for error messages.</summary>
     public string ConfigPath => $"issuers:{Name}";
+}
+
+/// <summary>A DNS-01 provider (config <c>issuers:NAME:dns</c>).</summary>
+public sealed record AcmeDnsOptions
+{
+    /// <summary><c>rfc2136</c> (dynamic update with TSIG) or <c>exec</c> (a command gets action, name, value).</summary>
+    public required string Type { get; init; }
+
+    /// <summary>rfc2136: the primary server, host or host:port.</summary>
+    public string? Server { get; init; }
+
+    /// <summary>rfc2136: the zone (found by SOA queries when left out).</summary>
+    public string? Zone { get; init; }
+
+    /// <summary>rfc2136: the TSIG key name and algorithm (hmac-sha256, hmac-sha512); the secret is in an env var or file (base64).</summary>
+    public string? KeyName { get; init; }
+
+    public string Algorithm { get; init; } = "hmac-sha256";
+
+    public string? SecretEnvironmentVariable { get; init; }
+
+    public string? SecretFile { get; init; }
+
+    /// <summary>exec: the command and its first arguments (no shell).</summary>
+    public IReadOnlyList<string> Command { get; init; } = [];
+
+    /// <summary>Where to check that the record is visible before validation: nameservers (default: the zone's NS) and their port.</summary>
+    public IReadOnlyList<string> Nameservers { get; init; } = [];
+
+    public int? NameserverPort { get; init; }
+
+    /// <summary>How long to wait for the record to be visible.</summary>
+    public TimeSpan PropagationTimeout { get; init; } = TimeSpan.FromMinutes(2);
 }
 
 /// <summary>The edge listeners.</summary>

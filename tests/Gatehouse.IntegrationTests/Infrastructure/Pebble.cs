@@ -31,6 +31,10 @@ public sealed record PebbleOptions
     /// <summary>certificateValidityPeriod, seconds.</summary>
     public int? CertificateValiditySeconds { get; init; }
 
+    /// <summary>The DNS server Pebble resolves through (host:port), e.g. a BIND fixture for DNS-01 through RFC 2136.
+    /// Null: challtestsrv, which resolves every name to 127.0.0.1.</summary>
+    public string? DnsServer { get; init; }
+
     /// <summary>The port Pebble connects to for HTTP-01. Null: challtestsrv's own HTTP-01 responder on a free port.
     /// Set: a responder of the test's own on that port, e.g. a Gatehouse edge (challtestsrv then serves none).</summary>
     public int? HttpPort { get; init; }
@@ -269,7 +273,7 @@ public sealed class Pebble : IAsyncDisposable
             environment["PEBBLE_ALTERNATE_ROOTS"] = _options.AlternateRoots.ToString(System.Globalization.CultureInfo.InvariantCulture);
         }
 
-        _pebble = Start("pebble", ["-config", configPath, "-dnsserver", $"127.0.0.1:{DnsPort}", "-strict=false"], environment);
+        _pebble = Start("pebble", ["-config", configPath, "-dnsserver", _options.DnsServer ?? $"127.0.0.1:{DnsPort}", "-strict=false"], environment);
         await WaitUntilAsync("pebble", _pebble, async () =>
         {
             using var response = await _management.GetAsync(DirectoryUrl);
