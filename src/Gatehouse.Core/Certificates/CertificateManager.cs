@@ -361,6 +361,12 @@ public sealed class CertificateManager : BackgroundService
         var failures = (current?.ConsecutiveFailures ?? 0) + 1;
         var retryAt = RenewalPolicy.NextRetry(retryable ? failures : Math.Max(failures, 10), now, issuerRetryAfter, Random.Shared.NextDouble());
         var error = string.Join("; ", errors);
+        if (!retryable)
+        {
+            // A refusal that repeats unchanged (a blocked name, CAA, a wrong EAB key): no retry storm; people fix the cause.
+            error += $" (not retryable: the next attempt waits until {retryAt.UtcDateTime:yyyy-MM-dd HH:mm}Z or a change to the site)";
+        }
+
         CertificateLog.IssuanceFailed(_logger, demand.Id, failures, retryAt, error);
         return (current ?? new CertificateRecord { Id = demand.Id, Names = demand.Names }) with
         {
