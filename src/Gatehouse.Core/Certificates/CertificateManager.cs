@@ -364,7 +364,7 @@ public sealed class CertificateManager : BackgroundService
         if (!retryable)
         {
             // A refusal that repeats unchanged (a blocked name, CAA, a wrong EAB key): no retry storm; people fix the cause.
-            error += $" (not retryable: the next attempt waits until {retryAt.UtcDateTime:yyyy-MM-dd HH:mm}Z or a change to the site)";
+            error += $" (not retryable: the next attempt waits until {retryAt.UtcDateTime:yyyy-MM-dd HH:mm}Z, a change of the names, or `gatehouse certs renew`)";
         }
 
         CertificateLog.IssuanceFailed(_logger, demand.Id, failures, retryAt, error);

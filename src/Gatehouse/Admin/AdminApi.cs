@@ -1,3 +1,4 @@
+using Gatehouse.Acme;
 using System.Text.Json;
 using Gatehouse.Certificates;
 using Gatehouse.Edge.Tls;
@@ -105,6 +106,58 @@ internal static class AdminApi
             return Results.Json(views, AdminJson.Default.ListCertificateView);
         });
 
+        endpoints.MapPost("/v1/certificates/{host}/renew", async (string host, CancellationToken ct) =>
+        {
+            for (var attempt = 0; attempt < 5; attempt++)
+            {
+                if (await CertificateActions.FindAsync(admin.Store, host.ToLowerInvariant(), ct) is not var (entry, record))
+                {
+                    return ProblemResult(StatusCodes.Status404NotFound, "no-such-certificate", "No certificate covers that host.", $"No certificate covers '{host}'.");
+                }
+
+                if (await CertificateActions.RenewNowAsync(admin.Store, entry, record, admin.Time, ct))
+                {
+                    return Results.Json(new ActionView(record.Id, "renewal requested"), AdminJson.Default.ActionView, statusCode: StatusCodes.Status202Accepted);
+                }
+            }
+
+            return ProblemResult(StatusCodes.Status409Conflict, "busy", "The certificate kept changing; try again.", null);
+        });
+
+        endpoints.MapPost("/v1/certificates/{host}/revoke", async (string host, string? reason, CancellationToken ct) =>
+        {
+            AcmeRevocationReason? parsed = null;
+            if (reason is not null)
+            {
+                if (!Enum.TryParse<AcmeRevocationReason>(reason, ignoreCase: true, out var value) || int.TryParse(reason, System.Globalization.CultureInfo.InvariantCulture, out _))
+                {
+                    return ProblemResult(StatusCodes.Status400BadRequest, "invalid-reason", "The revocation reason is not known.",
+                        $"'{reason}' is not one of: {string.Join(", ", Enum.GetNames<AcmeRevocationReason>())}.");
+                }
+
+                parsed = value;
+            }
+
+            if (await CertificateActions.FindAsync(admin.Store, host.ToLowerInvariant(), ct) is not var (entry, record))
+            {
+                return ProblemResult(StatusCodes.Status404NotFound, "no-such-certificate", "No certificate covers that host.", $"No certificate covers '{host}'.");
+            }
+
+            try
+            {
+                await CertificateActions.RevokeAsync(admin.Store, entry, record, admin.AcmeIssuers, parsed, admin.Time, ct);
+                return Results.Json(new ActionView(record.Id, $"serial {record.Serial} revoked; a new certificate is being issued"), AdminJson.Default.ActionView);
+            }
+            catch (InvalidOperationException ex)
+            {
+                return ProblemResult(StatusCodes.Status409Conflict, "cannot-revoke", "The certificate cannot be revoked.", ex.Message);
+            }
+            catch (IssuanceException ex)
+            {
+                return ProblemResult(StatusCodes.Status502BadGateway, "ca-refused", "The CA refused the revocation.", ex.Message);
+            }
+        });
+
         endpoints.MapGet("/v1/ca/root", async (CancellationToken ct) =>
         {
             var root = await admin.LocalCa.GetRootAsync(ct);
@@ -148,4 +201,10 @@ internal static class AdminApi
 }
 
 /// <summary>What the admin API works with.</summary>
-internal sealed record AdminContext(IStore Store, SiteRepository Sites, CertificateCache Cache, LocalCertificateAuthority LocalCa, IReadOnlySet<string> IssuerNames, Func<bool> IsReady);
+internal sealed record AdminContext(IStore Store, SiteRepository Sites, CertificateCache Cache, LocalCertificateAuthority LocalCa, IReadOnlySet<string> IssuerNames, Func<bool> IsReady)
+{
+    /// <summary>The ACME issuers by name (for revocation).</summary>
+    public IReadOnlyDictionary<string, AcmeIssuer> AcmeIssuers { get; init; } = new Dictionary<string, AcmeIssuer>();
+
+    public TimeProvider Time { get; init; } = TimeProvider.System;
+}

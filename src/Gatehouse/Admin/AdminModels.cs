@@ -15,6 +15,9 @@ public sealed record SiteView(string Id, IReadOnlyList<string> Hosts, IReadOnlyL
 public sealed record AddSiteRequest(IReadOnlyList<string?>? Hosts, IReadOnlyList<string?>? Backends, IReadOnlyList<string?>? Issuers);
 
 /// <summary>A certificate as the admin API shows it (never key material).</summary>
+/// <summary>What an action on a certificate did.</summary>
+public sealed record ActionView(string Certificate, string Result);
+
 public sealed record CertificateView(
     string Id,
     IReadOnlyList<string> Names,
@@ -46,4 +49,5 @@ public sealed record ProblemError(string Path, string Message);
 [JsonSerializable(typeof(CertificateView))]
 [JsonSerializable(typeof(List<CertificateView>))]
 [JsonSerializable(typeof(Problem))]
+[JsonSerializable(typeof(ActionView))]
 internal sealed partial class AdminJson : JsonSerializerContext;

@@ -253,7 +253,10 @@ public sealed class GatehouseServer : IAsyncDisposable
         await Task.WhenAll(siteMirror.Loaded, certificateMirror.Loaded).WaitAsync(cancellationToken);
 
         var admin = new AdminContext(_store, sites, Cache, localCa, Options.IssuerNames,
-            () => siteMirror.Loaded.IsCompleted && certificateMirror.Loaded.IsCompleted && Cache.GetInternal(AdminCertificateId) is not null);
+            () => siteMirror.Loaded.IsCompleted && certificateMirror.Loaded.IsCompleted && Cache.GetInternal(AdminCertificateId) is not null)
+        {
+            AcmeIssuers = _app.Services.GetRequiredService<List<AcmeIssuer>>().ToDictionary(i => i.Name, StringComparer.Ordinal),
+        };
         var plainHttp = new PlainHttpResponder(_store, Options.Edge.PublicHttpsPort ?? Options.Edge.HttpsPort);
 
         _app.MapWhen(c => Role(c) == ListenerRole.Admin, branch =>

@@ -1,3 +1,4 @@
+using System.Security.Cryptography.X509Certificates;
 using System.Net;
 using Gatehouse.Certificates;
 using Gatehouse.IntegrationTests.Infrastructure;
@@ -77,5 +78,54 @@ public sealed class AcmeIssuerTests : IAsyncLifetime
         Assert.True(Gatehouse.Keys.EnvelopeCipher.TryReadKeyVersion(account.SealedKey, out _, out _));
         Assert.Empty((await store.ListAsync(StoreKeys.Http01Prefix)).Entries);
         Assert.Empty((await store.ListAsync(StoreKeys.TlsAlpn01Prefix)).Entries);
+    }
+
+    [Fact]
+    public async Task CertsRevokeAndRenew_ThroughTheCli_RevokeAtTheCa_AndServeNewCertificates()
+    {
+        var root = await _pebble.GetRootAsync();
+        var before = await ServedSerialAsync("http.acme.test", root, previous: null);
+        var alpnBefore = await ServedSerialAsync("alpn.acme.test", root, previous: null);
+
+        var revoke = await Cli("certs", "revoke", "www.http.acme.test", "--reason", "keyCompromise");
+        Assert.True(revoke.ExitCode == 0, revoke.StandardError);
+        Assert.Contains("revoked", revoke.StandardOutput, StringComparison.Ordinal);
+        var (status, reason) = await _pebble.GetCertificateStatusAsync(before);
+        Assert.Equal(("Revoked", 1), (status, reason));
+        Assert.NotEqual(before, await ServedSerialAsync("http.acme.test", root, previous: before));
+
+        var renew = await Cli("certs", "renew", "alpn.acme.test");
+        Assert.True(renew.ExitCode == 0, renew.StandardError);
+        Assert.NotEqual(alpnBefore, await ServedSerialAsync("alpn.acme.test", root, previous: alpnBefore));
+
+        var badReason = await Cli("certs", "revoke", "alpn.acme.test", "--reason", "because");
+        Assert.Equal(1, badReason.ExitCode);
+        Assert.Contains("'because' is not one of", badReason.StandardError, StringComparison.Ordinal);
+        var unknown = await Cli("certs", "renew", "nowhere.acme.test");
+        Assert.Equal(1, unknown.ExitCode);
+        Assert.Contains("No certificate covers 'nowhere.acme.test'", unknown.StandardError, StringComparison.Ordinal);
+    }
+
+    private Task<ToolResult> Cli(params string[] args) =>
+        Tools.GatehouseAsync(_gatehouse.Directory, [.. args, "--admin", $"https://127.0.0.1:{_gatehouse.AdminPort}", "--data", _gatehouse.DataDirectory], TimeSpan.FromSeconds(60));
+
+    /// <summary>The serial the edge presents for <paramref name="host"/> once it differs from <paramref name="previous"/>.</summary>
+    private async Task<string> ServedSerialAsync(string host, X509Certificate2 root, string? previous)
+    {
+        string? serial = null;
+        Assert.True(await GatehouseInstance.EventuallyAsync(async () =>
+        {
+            try
+            {
+                await using var tls = await _gatehouse.HandshakeAsync(host, trust: GatehouseInstance.TrustOnly(root));
+                serial = new X509Certificate2(tls.RemoteCertificate!).SerialNumber;
+                return serial != previous;
+            }
+            catch (Exception ex) when (ex is IOException or System.Security.Authentication.AuthenticationException)
+            {
+                return false;
+            }
+        }, TimeSpan.FromSeconds(30)), $"{host}: no new certificate; logs:\n{string.Join('\n', _gatehouse.Logs.TakeLast(15))}");
+        return serial!;
     }
 }
