@@ -15,7 +15,7 @@ public sealed class GatehouseConfiguration
 {
     public const string EnvironmentPrefix = "GATEHOUSE_";
 
-    private static readonly string[] TopLevelKeys = ["dataDirectory", "edge", "admin", "localCa", "keys", "issuers", "welcome", "sites", "logging"];
+    private static readonly string[] TopLevelKeys = ["dataDirectory", "edge", "admin", "localCa", "keys", "issuers", "certificates", "welcome", "sites", "logging"];
     private static readonly string[] AcmeIssuerKeys = ["type", "directory", "contact", "acceptTerms", "caBundle", "eab", "preferredChain", "challenges", "dns"];
     private static readonly string[] DnsKeys = ["type", "server", "zone", "keyName", "algorithm", "secretEnv", "secretFile", "command", "nameservers", "nameserverPort", "propagationTimeout"];
     private static readonly string[] EabKeys = ["kid", "hmacEnv", "hmacFile"];
@@ -139,6 +139,7 @@ public sealed class GatehouseConfiguration
                 },
                 Keys = ReadKeys(dataDirectory),
                 AcmeIssuers = acmeIssuers,
+                MaxConcurrentIssuances = Count("certificates:maxConcurrentIssuances", 10, 1, 256),
                 WelcomePort = welcome.Exists() ? Port("welcome:port", 8090) : null,
                 Sites = ReadSites(new HashSet<string>(acmeIssuers.Select(i => i.Name).Append(LocalCertificateAuthority.IssuerName), StringComparer.Ordinal)),
             };
@@ -462,6 +463,24 @@ public sealed class GatehouseConfiguration
             {
                 Error("dataDirectory", $"'{path}' is not a writable directory: {ex.Message}");
             }
+        }
+
+        private int Count(string key, int fallback, int min, int max)
+        {
+            CheckKnownKeys(root.GetSection("certificates"), ["maxConcurrentIssuances"], "certificates:");
+            var text = root[key];
+            if (text is null)
+            {
+                return fallback;
+            }
+
+            if (!int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var value) || value < min || value > max)
+            {
+                Error(key, $"'{text}' is not a whole number in {min}–{max}");
+                return fallback;
+            }
+
+            return value;
         }
 
         private int Port(string key, int fallback)

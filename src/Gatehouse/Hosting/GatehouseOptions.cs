@@ -19,6 +19,9 @@ public sealed record GatehouseOptions
 
     public LocalCaOptions LocalCa { get; init; } = new();
 
+    /// <summary>How many issuances run at once on this instance (config <c>certificates:maxConcurrentIssuances</c>).</summary>
+    public int MaxConcurrentIssuances { get; init; } = 10;
+
     /// <summary>ACME issuers by name (the local CA, <c>local</c>, is always there).</summary>
     public IReadOnlyList<AcmeIssuerOptions> AcmeIssuers { get; init; } = [];
 

@@ -161,7 +161,7 @@ public sealed class GatehouseServer : IAsyncDisposable
         services.AddSingleton<CertificateCache>();
         services.AddSingleton(sp => new StoreMirror<SiteDefinition>(store, StoreKeys.SitesPrefix, CoreJson.Deserialize<SiteDefinition>, sp.GetRequiredService<ILogger<StoreMirror<SiteDefinition>>>()));
         services.AddSingleton(sp => new StoreMirror<CertificateRecord>(store, StoreKeys.CertificatesPrefix, CoreJson.Deserialize<CertificateRecord>, sp.GetRequiredService<ILogger<StoreMirror<CertificateRecord>>>()));
-        services.AddSingleton(new CertificateManagerOptions { InternalCertificates = [AdminCertificate(options.Admin)] });
+        services.AddSingleton(new CertificateManagerOptions { InternalCertificates = [AdminCertificate(options.Admin)], MaxConcurrentIssuances = options.MaxConcurrentIssuances });
         services.AddHostedService<CertificateManager>();
         services.AddSingleton<TlsAlpnResponder>();
         services.AddSingleton(sp => new StoreMirror<TlsAlpnChallengeRecord>(store, StoreKeys.TlsAlpn01Prefix, CoreJson.Deserialize<TlsAlpnChallengeRecord>, sp.GetRequiredService<ILogger<StoreMirror<TlsAlpnChallengeRecord>>>()));
