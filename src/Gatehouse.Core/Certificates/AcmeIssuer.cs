@@ -51,6 +51,7 @@ public sealed partial class AcmeIssuer : ICertificateIssuer, IDisposable
     private readonly SemaphoreSlim _sessionGate = new(1, 1);
     private AcmeAccountSession? _session;
     private AcmeExternalAccountBinding? _eab;
+    private long _parkedUntilTicks;
 
     public AcmeIssuer(AcmeIssuerSettings settings, HttpClient http, IStore store, EnvelopeCipher cipher, IReadOnlyList<IAcmeChallengeSolver> solvers, TimeProvider time, ILogger<AcmeIssuer> logger)
     {
@@ -84,13 +85,31 @@ public sealed partial class AcmeIssuer : ICertificateIssuer, IDisposable
         }
     }
 
+    /// <summary>Until when the CA's rate limit holds this issuer back (nothing is sent to the CA before then).</summary>
+    public DateTimeOffset? ParkedUntil => Interlocked.Read(ref _parkedUntilTicks) is var ticks and > 0 && new DateTimeOffset(ticks, TimeSpan.Zero) > _time.GetUtcNow()
+        ? new DateTimeOffset(ticks, TimeSpan.Zero)
+        : null;
+
     public async Task<IssuedChain> IssueAsync(IssuanceRequest request, CancellationToken cancellationToken)
     {
+        if (ParkedUntil is { } parked)
+        {
+            throw new IssuanceException($"rateLimited: the CA's rate limit holds issuer {Name} back until {parked.UtcDateTime:yyyy-MM-dd HH:mm:ss}Z (nothing sent)", retryable: true, parked);
+        }
+
         try
         {
             var session = await GetSessionAsync(cancellationToken);
             var chain = await session.IssueCertificateAsync(AcmeOrderRequest.ForNames(request.Names), request.CertificateSigningRequestDer, _solvers, _settings.PreferredChain, cancellationToken);
             return new IssuedChain(chain.Pem);
+        }
+        catch (AcmeException ex) when (ex.Problem.Is(AcmeErrors.RateLimited))
+        {
+            // RFC 8555 §6.6: the limit is the account's, so every certificate of this issuer waits, not just this one.
+            var until = ex.Problem.RetryAfter ?? _time.GetUtcNow() + DefaultRateLimitPark;
+            Interlocked.Exchange(ref _parkedUntilTicks, until.UtcTicks);
+            LogParked(_logger, Name, until);
+            throw new IssuanceException(Describe(ex.Problem) + $" (issuer parked until {until.UtcDateTime:yyyy-MM-dd HH:mm:ss}Z)", retryable: true, until, ex);
         }
         catch (AcmeException ex)
         {
@@ -220,6 +239,12 @@ public sealed partial class AcmeIssuer : ICertificateIssuer, IDisposable
             CryptographicOperations.ZeroMemory(pkcs8);
         }
     }
+
+    /// <summary>How long a rateLimited answer without Retry-After parks the issuer.</summary>
+    private static readonly TimeSpan DefaultRateLimitPark = TimeSpan.FromHours(1);
+
+    [LoggerMessage(EventId = 2102, Level = LogLevel.Warning, Message = "ACME issuer {Issuer} is rate limited by its CA; parked until {Until}")]
+    private static partial void LogParked(ILogger logger, string issuer, DateTimeOffset until);
 
     [LoggerMessage(EventId = 2101, Level = LogLevel.Information, Message = "ACME account of issuer {Issuer} registered: {Url}")]
     private static partial void LogAccountRegistered(ILogger logger, string issuer, string url);
