@@ -39,7 +39,7 @@ public sealed record AcmeAccountRecord(Uri Directory, byte[] SealedKey, DateTime
 /// sealed like every private key, and shared by every instance; the account is registered again when the CA forgot
 /// it. Challenges are answered through the store, so any instance the CA reaches answers them.
 /// </summary>
-public sealed partial class AcmeIssuer : ICertificateIssuer, IDisposable
+public sealed partial class AcmeIssuer : ICertificateIssuer, IRenewalInfoSource, IDisposable
 {
     private readonly AcmeIssuerSettings _settings;
     private readonly AcmeClient _client;
@@ -100,7 +100,15 @@ public sealed partial class AcmeIssuer : ICertificateIssuer, IDisposable
         try
         {
             var session = await GetSessionAsync(cancellationToken);
-            var chain = await session.IssueCertificateAsync(AcmeOrderRequest.ForNames(request.Names), request.CertificateSigningRequestDer, _solvers, _settings.PreferredChain, cancellationToken);
+            var order = AcmeOrderRequest.ForNames(request.Names);
+            if (request.PreviousChainPem is { } previous)
+            {
+                // RFC 9773 §5: name the certificate this one replaces (sent only when the CA offers renewal info).
+                using var replaced = X509Certificate2.CreateFromPem(previous);
+                order = order with { Replaces = AcmeCertificateId.Compute(replaced) };
+            }
+
+            var chain = await session.IssueCertificateAsync(order, request.CertificateSigningRequestDer, _solvers, _settings.PreferredChain, cancellationToken);
             return new IssuedChain(chain.Pem);
         }
         catch (AcmeException ex) when (ex.Problem.Is(AcmeErrors.RateLimited))
@@ -110,6 +118,34 @@ public sealed partial class AcmeIssuer : ICertificateIssuer, IDisposable
             Interlocked.Exchange(ref _parkedUntilTicks, until.UtcTicks);
             LogParked(_logger, Name, until);
             throw new IssuanceException(Describe(ex.Problem) + $" (issuer parked until {until.UtcDateTime:yyyy-MM-dd HH:mm:ss}Z)", retryable: true, until, ex);
+        }
+        catch (AcmeException ex)
+        {
+            throw new IssuanceException(Describe(ex.Problem), ex.Problem.IsRetryable, ex.Problem.RetryAfter, ex);
+        }
+        catch (HttpRequestException ex)
+        {
+            throw new IssuanceException($"cannot reach the ACME directory {_settings.Directory}: {ex.Message}", retryable: true, innerException: ex);
+        }
+    }
+
+    /// <summary>The CA's renewal window (RFC 9773) when its directory offers renewalInfo; a uniformly random time in it;
+    /// ask again after its Retry-After (6 hours when it gives none, at least a minute).</summary>
+    public async Task<RenewalAdvice?> GetRenewalAdviceAsync(string chainPem, CancellationToken cancellationToken)
+    {
+        try
+        {
+            var directory = await _client.GetDirectoryAsync(cancellationToken);
+            if (directory.RenewalInfo is null)
+            {
+                return null;
+            }
+
+            using var leaf = X509Certificate2.CreateFromPem(chainPem);
+            var info = await _client.GetRenewalInfoAsync(leaf, cancellationToken);
+            var now = _time.GetUtcNow();
+            var checkAgain = info.RetryAfter is { } after && after > now + TimeSpan.FromMinutes(1) ? after : now + (info.RetryAfter is null ? TimeSpan.FromHours(6) : TimeSpan.FromMinutes(1));
+            return new RenewalAdvice(info.SuggestedWindow.Start, info.SuggestedWindow.End, info.PickRenewalTime(), checkAgain, info.ExplanationUrl);
         }
         catch (AcmeException ex)
         {

@@ -239,7 +239,7 @@ public sealed class CertificateManager : BackgroundService
                 }
 
                 var decision = RenewalPolicy.Decide(demand, record?.Value, now);
-                if (decision.Action == RenewalAction.Issue)
+                if (decision.Action is RenewalAction.Issue or RenewalAction.CheckRenewalInfo)
                 {
                     _running.Add(id);
                     due.Add((demand, record));
@@ -286,12 +286,14 @@ public sealed class CertificateManager : BackgroundService
             }
 
             var decision = RenewalPolicy.Decide(demand, current, _time.GetUtcNow());
-            if (decision.Action != RenewalAction.Issue)
+            if (decision.Action == RenewalAction.Wait)
             {
                 return;
             }
 
-            var updated = await IssueAsync(demand, current, decision.Reason, work.Token);
+            var updated = decision.Action == RenewalAction.CheckRenewalInfo
+                ? await WithRenewalAdviceAsync(current!, work.Token)
+                : await IssueAsync(demand, current, decision.Reason, work.Token);
             var condition = entry is null ? StoreCondition.Absent(key) : StoreCondition.Unchanged(key, entry.ModRevision);
             await _store.CommitAsync(new StoreTransaction().If(held.Fence).If(condition).Put(key, CoreJson.Serialize(updated)), work.Token);
         }
@@ -343,8 +345,12 @@ public sealed class CertificateManager : BackgroundService
             CertificateLog.Issuing(_logger, demand.Id, string.Join(",", demand.Names), issuerName, reason);
             try
             {
-                var chain = await issuer.IssueAsync(new IssuanceRequest(demand.Id, demand.Names, csr), cancellationToken);
-                return Issued(demand, issuerName, chain, key, now);
+                var previous = current?.Issuer == issuerName ? current.ChainPem : null;
+                var chain = await issuer.IssueAsync(new IssuanceRequest(demand.Id, demand.Names, csr, previous), cancellationToken);
+                var issued = Issued(demand, issuerName, chain, key, now);
+
+                // An issuer that gives renewal advice is asked right away; its window replaces the one-third rule.
+                return issuer is IRenewalInfoSource ? issued with { RenewalInfoCheckAt = now } : issued;
             }
             catch (IssuanceException ex)
             {
@@ -431,6 +437,45 @@ public sealed class CertificateManager : BackgroundService
         };
     }
 
+    /// <summary>Asks the certificate's issuer for renewal advice (RFC 9773) and returns the record with it: renewal at
+    /// the time picked in the CA's window, the next question when the CA said. Failures keep the current plan and ask
+    /// again in an hour.</summary>
+    private async Task<CertificateRecord> WithRenewalAdviceAsync(CertificateRecord current, CancellationToken cancellationToken)
+    {
+        var now = _time.GetUtcNow();
+        if (current.Issuer is null || !_issuers.TryGetValue(current.Issuer, out var issuer) || issuer is not IRenewalInfoSource source || current.ChainPem is null)
+        {
+            return current with { RenewalInfoCheckAt = null };
+        }
+
+        try
+        {
+            var advice = await source.GetRenewalAdviceAsync(current.ChainPem, cancellationToken);
+            if (advice is null)
+            {
+                return current with { RenewalInfoCheckAt = null };
+            }
+
+            // Keep a time already picked inside an unchanged window, so that asking again does not move it around.
+            var renewAt = current.RenewalWindowStart == advice.WindowStart && current.RenewalWindowEnd == advice.WindowEnd && current.RenewAfter is { } kept
+                ? kept
+                : advice.RenewAt;
+            CertificateLog.RenewalAdvice(_logger, current.Id, advice.WindowStart, advice.WindowEnd, renewAt, advice.CheckAgainAt);
+            return current with
+            {
+                RenewAfter = renewAt,
+                RenewalWindowStart = advice.WindowStart,
+                RenewalWindowEnd = advice.WindowEnd,
+                RenewalInfoCheckAt = advice.CheckAgainAt,
+            };
+        }
+        catch (IssuanceException ex)
+        {
+            CertificateLog.RenewalAdviceFailed(_logger, current.Id, ex.Message);
+            return current with { RenewalInfoCheckAt = now + TimeSpan.FromHours(1) };
+        }
+    }
+
     private static byte[] CreateSigningRequest(IReadOnlyList<string> names, ECDsa key)
     {
         var request = new CertificateRequest(names[0].Length <= 64 ? "CN=" + names[0] : "", key, HashAlgorithmName.SHA256);
@@ -454,6 +499,12 @@ public sealed class CertificateManager : BackgroundService
 
 internal static partial class CertificateLog
 {
+    [LoggerMessage(EventId = 3006, Level = LogLevel.Information, Message = "Renewal advice for {CertificateId}: window {Start:u} – {End:u}, renewing at {RenewAt:u}, asking again at {CheckAgain:u}")]
+    public static partial void RenewalAdvice(ILogger logger, string certificateId, DateTimeOffset start, DateTimeOffset end, DateTimeOffset renewAt, DateTimeOffset checkAgain);
+
+    [LoggerMessage(EventId = 3007, Level = LogLevel.Warning, Message = "Renewal advice for {CertificateId} could not be fetched, asking again in an hour: {Reason}")]
+    public static partial void RenewalAdviceFailed(ILogger logger, string certificateId, string reason);
+
     [LoggerMessage(EventId = 3001, Level = LogLevel.Information, Message = "Issuing certificate {CertificateId} for {Names} from {Issuer}: {Reason}")]
     public static partial void Issuing(ILogger logger, string certificateId, string names, string issuer, string reason);
 

@@ -33,6 +33,14 @@ public sealed record CertificateRecord
     /// <summary>When renewal is due (one third of the lifetime left, unless a policy says otherwise).</summary>
     public DateTimeOffset? RenewAfter { get; init; }
 
+    /// <summary>When to ask the issuer for renewal advice again (RFC 9773); null when it gives none.</summary>
+    public DateTimeOffset? RenewalInfoCheckAt { get; init; }
+
+    /// <summary>The CA's suggested renewal window, when it gave one.</summary>
+    public DateTimeOffset? RenewalWindowStart { get; init; }
+
+    public DateTimeOffset? RenewalWindowEnd { get; init; }
+
     public CertificateStatus Status { get; init; } = CertificateStatus.Pending;
 
     /// <summary>The last failure, for people (the issuer's own words, never key material).</summary>

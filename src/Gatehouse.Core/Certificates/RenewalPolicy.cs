@@ -14,6 +14,9 @@ public enum RenewalAction
 
     /// <summary>Order a certificate now.</summary>
     Issue,
+
+    /// <summary>Ask the issuer for its renewal advice (RFC 9773) now.</summary>
+    CheckRenewalInfo,
 }
 
 /// <summary>A renewal decision with the reason people read in logs.</summary>
@@ -58,6 +61,14 @@ public static class RenewalPolicy
 
         if (reason is null)
         {
+            // The CA's renewal advice (RFC 9773) is asked for when it said to, unless renewal comes first anyway.
+            if (record.RenewalInfoCheckAt is { } check && check < record.RenewAfter!.Value)
+            {
+                return check <= now
+                    ? new(RenewalAction.CheckRenewalInfo, now, "renewal information due")
+                    : new(RenewalAction.Wait, check, "valid; renewal information due later");
+            }
+
             return new(RenewalAction.Wait, record.RenewAfter!.Value, "valid");
         }
 

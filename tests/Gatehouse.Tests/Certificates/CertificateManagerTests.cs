@@ -25,6 +25,7 @@ public sealed class CertificateManagerTests : IAsyncLifetime
     private CertificateManager _manager = null!;
     private SiteRepository _sites = null!;
     private Task _mirrors = Task.CompletedTask;
+    private ScriptedAdviceIssuer _advised = null!;
 
     public async Task InitializeAsync()
     {
@@ -36,7 +37,8 @@ public sealed class CertificateManagerTests : IAsyncLifetime
         var siteMirror = new StoreMirror<SiteDefinition>(_store, StoreKeys.SitesPrefix, CoreJson.Deserialize<SiteDefinition>, NullLogger.Instance);
         var certificateMirror = new StoreMirror<CertificateRecord>(_store, StoreKeys.CertificatesPrefix, CoreJson.Deserialize<CertificateRecord>, NullLogger.Instance);
         _mirrors = Task.WhenAll(siteMirror.RunAsync(_stop.Token), certificateMirror.RunAsync(_stop.Token));
-        _manager = new CertificateManager(_store, siteMirror, certificateMirror, [ca], cipher, _time, new CertificateManagerOptions(), NullLogger<CertificateManager>.Instance);
+        _advised = new ScriptedAdviceIssuer(ca);
+        _manager = new CertificateManager(_store, siteMirror, certificateMirror, [ca, _advised], cipher, _time, new CertificateManagerOptions(), NullLogger<CertificateManager>.Instance);
         _sites = new SiteRepository(_store);
         await _manager.StartAsync(default);
     }
@@ -130,6 +132,52 @@ public sealed class CertificateManagerTests : IAsyncLifetime
         _time.Advance(TimeSpan.FromMinutes(2));
         var renamed = await WaitForAsync("rename.test", r => r.Status == CertificateStatus.Valid && r.Names.Count == 2);
         Assert.Null(renamed.AttemptedNames);
+    }
+
+    [Fact]
+    public async Task RenewalAdvice_IsAskedAfterIssuance_MovesRenewalIntoTheCasWindow_AndIsAskedAgainWhenTheCaSays()
+    {
+        var now = _time.GetUtcNow();
+        _advised.Advice = new RenewalAdvice(now + TimeSpan.FromMinutes(50), now + TimeSpan.FromMinutes(55), now + TimeSpan.FromMinutes(52), now + TimeSpan.FromMinutes(10), null);
+        Assert.Empty(await _sites.PutAsync(Site("ari.test") with { Issuers = ["advised"] }, "site", default));
+
+        var advised = await WaitForAsync("ari.test", r => r.RenewalWindowStart is not null);
+        Assert.Equal(now + TimeSpan.FromMinutes(52), advised.RenewAfter); // the CA's time, not the one-third rule (~40 min)
+        Assert.Equal(now + TimeSpan.FromMinutes(10), advised.RenewalInfoCheckAt);
+        Assert.Equal(1, _advised.Questions);
+
+        // The CA moves the window into the past (e.g. a revocation event): at the next question, renewal follows at once,
+        // and the renewal names the certificate it replaces.
+        _advised.Advice = new RenewalAdvice(now, now + TimeSpan.FromMinutes(5), now + TimeSpan.FromMinutes(1), now + TimeSpan.FromHours(6), null);
+        _time.Advance(TimeSpan.FromMinutes(11));
+        var renewed = await WaitForAsync("ari.test", r => r.Serial != advised.Serial);
+        Assert.Equal(advised.ChainPem, _advised.LastReplaced);
+        Assert.NotEqual(PublicKey(advised), PublicKey(renewed));
+    }
+
+    /// <summary>The real local CA, with renewal advice scripted by the test (a fake for RFC 9773, which the local CA
+    /// does not speak; the ACME client's own renewalInfo is tested against the fake ACME server).</summary>
+    private sealed class ScriptedAdviceIssuer(LocalCertificateAuthority inner) : ICertificateIssuer, IRenewalInfoSource
+    {
+        public RenewalAdvice? Advice { get; set; }
+
+        public int Questions { get; private set; }
+
+        public string? LastReplaced { get; private set; }
+
+        public string Name => "advised";
+
+        public Task<IssuedChain> IssueAsync(IssuanceRequest request, CancellationToken cancellationToken)
+        {
+            LastReplaced = request.PreviousChainPem;
+            return inner.IssueAsync(request, cancellationToken);
+        }
+
+        public Task<RenewalAdvice?> GetRenewalAdviceAsync(string chainPem, CancellationToken cancellationToken)
+        {
+            Questions++;
+            return Task.FromResult(Advice);
+        }
     }
 
     private static SiteDefinition Site(params string[] hosts) => new() { Id = hosts[0], Hosts = hosts, Backends = ["http://127.0.0.1:1"] };

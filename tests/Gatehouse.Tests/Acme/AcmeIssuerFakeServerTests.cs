@@ -8,9 +8,9 @@ using Microsoft.Extensions.Logging.Abstractions;
 
 namespace Gatehouse.Tests.Acme;
 
-/// <summary>The Gatehouse ACME issuer over the in-process fake ACME server (a fake: Pebble has no way to answer
-/// rateLimited on demand): a rateLimited answer parks the issuer until the CA's time, for every certificate.</summary>
-public sealed class AcmeIssuerParkingTests : IAsyncLifetime
+/// <summary>The Gatehouse ACME issuer over the in-process fake ACME server (a fake: Pebble 2.4.0 cannot answer
+/// rateLimited on demand and has no renewalInfo): rate-limit parking and RFC 9773 renewal advice.</summary>
+public sealed class AcmeIssuerFakeServerTests : IAsyncLifetime
 {
     private readonly TempDirectory _directory = new();
     private readonly FakeAcmeServer _server = new();
@@ -58,5 +58,41 @@ public sealed class AcmeIssuerParkingTests : IAsyncLifetime
         // The account key went to the store sealed.
         var account = CoreJson.Deserialize<AcmeAccountRecord>((await _store.GetAsync(StoreKeys.AcmeAccount("ca")))!);
         Assert.True(EnvelopeCipher.TryReadKeyVersion(account.SealedKey, out _, out _));
+    }
+
+    [Fact]
+    public async Task RenewalAdvice_ComesFromRenewalInfo_WithATimeInsideTheWindow_AndRetryAfterAsTheNextQuestion()
+    {
+        var start = DateTimeOffset.UtcNow.AddDays(10);
+        var end = start.AddDays(2);
+        _server.OfferRenewalInfo = true;
+        _server.Respond = request => request.Path.StartsWith("/renewal-info/", StringComparison.Ordinal)
+            ? FakeAcmeServer.Json(HttpStatusCode.OK, new System.Text.Json.Nodes.JsonObject
+            {
+                ["suggestedWindow"] = new System.Text.Json.Nodes.JsonObject { ["start"] = start.ToString("O"), ["end"] = end.ToString("O") },
+                ["explanationURL"] = "https://acme.test/why",
+            }, retryAfter: "21600")
+            : null;
+        using var key = System.Security.Cryptography.ECDsa.Create();
+        var request = new System.Security.Cryptography.X509Certificates.CertificateRequest("CN=a.test", key, System.Security.Cryptography.HashAlgorithmName.SHA256);
+        request.CertificateExtensions.Add(System.Security.Cryptography.X509Certificates.X509AuthorityKeyIdentifierExtension.CreateFromSubjectKeyIdentifier(new byte[] { 1, 2, 3, 4 }));
+        using var leaf = request.CreateSelfSigned(DateTimeOffset.UtcNow, DateTimeOffset.UtcNow.AddDays(30));
+
+        var advice = await _issuer.GetRenewalAdviceAsync(leaf.ExportCertificatePem(), default);
+
+        Assert.NotNull(advice);
+        Assert.Equal((start, end), (advice.WindowStart, advice.WindowEnd), new WindowComparer());
+        Assert.InRange(advice.RenewAt, start.AddSeconds(-1), end.AddSeconds(1));
+        Assert.InRange(advice.CheckAgainAt, DateTimeOffset.UtcNow.AddHours(5.9), DateTimeOffset.UtcNow.AddHours(6.1));
+        Assert.Equal(new Uri("https://acme.test/why"), advice.Explanation);
+        Assert.Contains(_server.Requests, r => r.Path.StartsWith("/renewal-info/AQIDBA.", StringComparison.Ordinal)); // base64url(AKI) "." serial
+    }
+
+    private sealed class WindowComparer : IEqualityComparer<(DateTimeOffset, DateTimeOffset)>
+    {
+        public bool Equals((DateTimeOffset, DateTimeOffset) x, (DateTimeOffset, DateTimeOffset) y) =>
+            Math.Abs((x.Item1 - y.Item1).TotalSeconds) < 1 && Math.Abs((x.Item2 - y.Item2).TotalSeconds) < 1;
+
+        public int GetHashCode((DateTimeOffset, DateTimeOffset) obj) => 0;
     }
 }
