@@ -1,3 +1,4 @@
+using Gatehouse.Acme;
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
 using Gatehouse.Keys;
@@ -76,7 +77,7 @@ public sealed class CertificateManager : BackgroundService
 
     /// <summary>The certificate a site needs.</summary>
     public static CertificateDemand DemandOf(SiteDefinition site) =>
-        new(site.Id, site.Hosts, site.Issuers.Count > 0 ? site.Issuers : [LocalCertificateAuthority.IssuerName]);
+        new(site.Id, site.Hosts, site.Issuers.Count > 0 ? site.Issuers : [LocalCertificateAuthority.IssuerName], site.KeyType ?? "ec256");
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
@@ -329,8 +330,15 @@ public sealed class CertificateManager : BackgroundService
     private async Task<CertificateRecord> IssueAsync(CertificateDemand demand, CertificateRecord? current, string reason, CancellationToken cancellationToken)
     {
         var now = _time.GetUtcNow();
-        using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
-        var csr = CreateSigningRequest(demand.Names, key);
+        using var key = AcmeCsr.CreateKey(demand.KeyType switch
+        {
+            "ec384" => AcmeCertificateKeyType.EcdsaP384,
+            "rsa2048" => AcmeCertificateKeyType.Rsa2048,
+            "rsa3072" => AcmeCertificateKeyType.Rsa3072,
+            "rsa4096" => AcmeCertificateKeyType.Rsa4096,
+            _ => AcmeCertificateKeyType.EcdsaP256,
+        });
+        var csr = AcmeCsr.Create(key, demand.Names);
         var errors = new List<string>();
         var retryable = true;
         DateTimeOffset? issuerRetryAfter = null;
@@ -386,7 +394,7 @@ public sealed class CertificateManager : BackgroundService
         };
     }
 
-    private CertificateRecord Issued(CertificateDemand demand, string issuerName, IssuedChain chain, ECDsa key, DateTimeOffset now)
+    private CertificateRecord Issued(CertificateDemand demand, string issuerName, IssuedChain chain, AsymmetricAlgorithm key, DateTimeOffset now)
     {
         var certificates = new X509Certificate2Collection();
         certificates.ImportFromPem(chain.ChainPem);
@@ -396,8 +404,7 @@ public sealed class CertificateManager : BackgroundService
         }
 
         using var leaf = certificates[0];
-        using var leafKey = leaf.GetECDsaPublicKey();
-        if (leafKey is null || !leafKey.ExportSubjectPublicKeyInfo().AsSpan().SequenceEqual(key.ExportSubjectPublicKeyInfo()))
+        if (!leaf.PublicKey.ExportSubjectPublicKeyInfo().AsSpan().SequenceEqual(key.ExportSubjectPublicKeyInfo()))
         {
             throw new FormatException("the issued certificate is not for the key that was sent");
         }
@@ -432,6 +439,7 @@ public sealed class CertificateManager : BackgroundService
             NotBefore = notBefore,
             NotAfter = notAfter,
             RenewAfter = RenewalPolicy.RenewAfter(notBefore, notAfter),
+            KeyType = demand.KeyType == "ec256" ? null : demand.KeyType,
             Status = CertificateStatus.Valid,
             LastAttempt = now,
         };
@@ -456,6 +464,13 @@ public sealed class CertificateManager : BackgroundService
                 return current with { RenewalInfoCheckAt = null };
             }
 
+            // A window that ended before this certificate began is about its predecessor (the CA has not caught up):
+            // keep the plan and ask again when the CA said.
+            if (current.NotBefore is { } notBefore && advice.WindowEnd < notBefore)
+            {
+                return current with { RenewalInfoCheckAt = advice.CheckAgainAt };
+            }
+
             // Keep a time already picked inside an unchanged window, so that asking again does not move it around.
             var renewAt = current.RenewalWindowStart == advice.WindowStart && current.RenewalWindowEnd == advice.WindowEnd && current.RenewAfter is { } kept
                 ? kept
@@ -474,26 +489,6 @@ public sealed class CertificateManager : BackgroundService
             CertificateLog.RenewalAdviceFailed(_logger, current.Id, ex.Message);
             return current with { RenewalInfoCheckAt = now + TimeSpan.FromHours(1) };
         }
-    }
-
-    private static byte[] CreateSigningRequest(IReadOnlyList<string> names, ECDsa key)
-    {
-        var request = new CertificateRequest(names[0].Length <= 64 ? "CN=" + names[0] : "", key, HashAlgorithmName.SHA256);
-        var san = new SubjectAlternativeNameBuilder();
-        foreach (var name in names)
-        {
-            if (System.Net.IPAddress.TryParse(name, out var address))
-            {
-                san.AddIpAddress(address);
-            }
-            else
-            {
-                san.AddDnsName(name);
-            }
-        }
-
-        request.CertificateExtensions.Add(san.Build());
-        return request.CreateSigningRequest();
     }
 }
 

@@ -23,6 +23,9 @@ public sealed record CertificateRecord
     /// <summary>The leaf's PKCS#8 private key, sealed by Keys for this record's store key.</summary>
     public byte[]? SealedKey { get; init; }
 
+    /// <summary>The key type of the current chain's key (null: ec256).</summary>
+    public string? KeyType { get; init; }
+
     /// <summary>The leaf's serial number (hex).</summary>
     public string? Serial { get; init; }
 

@@ -4,7 +4,8 @@ namespace Gatehouse.Certificates;
 /// <param name="Id">The certificate id (the site id; internal ids start with '_').</param>
 /// <param name="Names">The names it must cover, first one as subject.</param>
 /// <param name="Issuers">Issuers to try in order (never empty).</param>
-public sealed record CertificateDemand(string Id, IReadOnlyList<string> Names, IReadOnlyList<string> Issuers);
+/// <param name="KeyType">The key type to issue with (see <see cref="Sites.SiteDefinition.KeyTypes"/>).</param>
+public sealed record CertificateDemand(string Id, IReadOnlyList<string> Names, IReadOnlyList<string> Issuers, string KeyType = "ec256");
 
 /// <summary>What to do about one certificate, and when.</summary>
 public enum RenewalAction
@@ -53,6 +54,10 @@ public static class RenewalPolicy
         else if (record.Issuer is null || !demand.Issuers.Contains(record.Issuer, StringComparer.Ordinal))
         {
             reason = "the issuers changed";
+        }
+        else if ((record.KeyType ?? "ec256") != demand.KeyType)
+        {
+            reason = "the key type changed";
         }
         else if (record.RenewAfter is not { } renewAfter || now >= renewAfter)
         {

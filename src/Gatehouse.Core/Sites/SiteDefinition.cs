@@ -15,13 +15,19 @@ public sealed record SiteDefinition
     /// <summary>Issuers to try in order; empty means the built-in local CA.</summary>
     public IReadOnlyList<string> Issuers { get; init; } = [];
 
+    /// <summary>The certificate key type: <c>ec256</c> (default), <c>ec384</c>, <c>rsa2048</c>, <c>rsa3072</c>, <c>rsa4096</c>.</summary>
+    public string? KeyType { get; init; }
+
+    /// <summary>The certificate key types a site may ask for.</summary>
+    public static readonly IReadOnlyList<string> KeyTypes = ["ec256", "ec384", "rsa2048", "rsa3072", "rsa4096"];
+
     /// <summary>Where the site was defined: the config file's sites are replaced when the file changes, the admin
     /// API's are kept until removed through the API.</summary>
     public SiteSource Source { get; init; } = SiteSource.Api;
 
     /// <summary>Value equality over the lists' contents (records compare lists by reference).</summary>
     public bool SameAs(SiteDefinition other) =>
-        Id == other.Id && Source == other.Source && Hosts.SequenceEqual(other.Hosts) && Backends.SequenceEqual(other.Backends) && Issuers.SequenceEqual(other.Issuers);
+        Id == other.Id && Source == other.Source && Hosts.SequenceEqual(other.Hosts) && Backends.SequenceEqual(other.Backends) && Issuers.SequenceEqual(other.Issuers) && KeyType == other.KeyType;
 }
 
 /// <summary>Where a site's definition comes from.</summary>

@@ -15,7 +15,7 @@ public sealed record ValidationError(string Path, string Message)
 public static class SiteValidator
 {
     /// <summary>A site as given, before validation.</summary>
-    public sealed record Draft(string Path, IReadOnlyList<string?> Hosts, IReadOnlyList<string?> Backends, IReadOnlyList<string?> Issuers);
+    public sealed record Draft(string Path, IReadOnlyList<string?> Hosts, IReadOnlyList<string?> Backends, IReadOnlyList<string?> Issuers, string? KeyType = null);
 
     /// <summary>Validates <paramref name="drafts"/> together (a host may belong to one site only).</summary>
     /// <param name="drafts">The sites to check.</param>
@@ -90,9 +90,15 @@ public static class SiteValidator
                 issuers.Add(issuer);
             }
 
+            var keyType = draft.KeyType?.Trim().ToLowerInvariant();
+            if (keyType is not null && !SiteDefinition.KeyTypes.Contains(keyType))
+            {
+                errors.Add(new($"{draft.Path}:keyType", $"'{draft.KeyType}' is not a key type ({string.Join(", ", SiteDefinition.KeyTypes)})"));
+            }
+
             if (errors.Count == before)
             {
-                sites.Add(new SiteDefinition { Id = hosts[0], Hosts = hosts, Backends = backends, Issuers = issuers, Source = source });
+                sites.Add(new SiteDefinition { Id = hosts[0], Hosts = hosts, Backends = backends, Issuers = issuers, KeyType = keyType is "ec256" ? null : keyType, Source = source });
             }
         }
 

@@ -253,10 +253,8 @@ public sealed class CertificateCache
             if (failure is null)
             {
                 using (var plaintext = _cipher.Open(certificate.RecordKey, record.SealedKey))
-                using (var privateKey = ECDsa.Create())
                 {
-                    privateKey.ImportPkcs8PrivateKey(plaintext.Span, out _);
-                    leaf = chain[0].CopyWithPrivateKey(privateKey); // throws when the key is not the leaf's
+                    leaf = WithPrivateKey(chain[0], plaintext.Span); // throws when the key is not the leaf's
                 }
 
                 var intermediates = new X509Certificate2Collection();
@@ -307,6 +305,23 @@ public sealed class CertificateCache
     /// <summary>What makes the chain's leaf not the one the record describes: another serial, or names its SAN does
     /// not cover (exactly, or by a one-level wildcard as RFC 6125 §6.4.3 allows; an IP address only by itself); null
     /// when it matches.</summary>
+    /// <summary>The leaf with its PKCS#8 key attached: ECDSA or RSA, as the leaf's public key says.</summary>
+    private static X509Certificate2 WithPrivateKey(X509Certificate2 leaf, ReadOnlySpan<byte> pkcs8)
+    {
+        if (leaf.GetKeyAlgorithm() == RsaOid)
+        {
+            using var rsa = RSA.Create();
+            rsa.ImportPkcs8PrivateKey(pkcs8, out _);
+            return leaf.CopyWithPrivateKey(rsa);
+        }
+
+        using var ecdsa = ECDsa.Create();
+        ecdsa.ImportPkcs8PrivateKey(pkcs8, out _);
+        return leaf.CopyWithPrivateKey(ecdsa);
+    }
+
+    private const string RsaOid = "1.2.840.113549.1.1.1";
+
     private static string? MismatchWithRecord(X509Certificate2 leaf, ServedCertificate certificate)
     {
         if (!string.Equals(leaf.SerialNumber, certificate.Serial, StringComparison.OrdinalIgnoreCase))

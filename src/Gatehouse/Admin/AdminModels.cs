@@ -5,18 +5,19 @@ using Gatehouse.Sites;
 namespace Gatehouse.Admin;
 
 /// <summary>A site as the admin API shows it.</summary>
-public sealed record SiteView(string Id, IReadOnlyList<string> Hosts, IReadOnlyList<string> Backends, IReadOnlyList<string> Issuers, string Source)
+public sealed record SiteView(string Id, IReadOnlyList<string> Hosts, IReadOnlyList<string> Backends, IReadOnlyList<string> Issuers, string Source, string KeyType)
 {
     public static SiteView From(SiteDefinition site) =>
-        new(site.Id, site.Hosts, site.Backends, site.Issuers.Count > 0 ? site.Issuers : [LocalCertificateAuthority.IssuerName], site.Source == SiteSource.Config ? "config" : "api");
+        new(site.Id, site.Hosts, site.Backends, site.Issuers.Count > 0 ? site.Issuers : [LocalCertificateAuthority.IssuerName], site.Source == SiteSource.Config ? "config" : "api", site.KeyType ?? "ec256");
 }
 
 /// <summary>The body of <c>POST /v1/sites</c>.</summary>
-public sealed record AddSiteRequest(IReadOnlyList<string?>? Hosts, IReadOnlyList<string?>? Backends, IReadOnlyList<string?>? Issuers);
+public sealed record AddSiteRequest(IReadOnlyList<string?>? Hosts, IReadOnlyList<string?>? Backends, IReadOnlyList<string?>? Issuers, string? KeyType = null);
 
-/// <summary>A certificate as the admin API shows it (never key material).</summary>
 /// <summary>What an action on a certificate did.</summary>
 public sealed record ActionView(string Certificate, string Result);
+
+/// <summary>A certificate as the admin API shows it (never key material).</summary>
 
 public sealed record CertificateView(
     string Id,

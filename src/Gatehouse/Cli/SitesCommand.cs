@@ -23,12 +23,13 @@ internal static class SitesCommand
         var hosts = new Argument<string[]>("host") { Arity = ArgumentArity.OneOrMore, Description = "Host names (exact or *.wildcard); the first is the site's id." };
         var backends = new Option<string[]>("--backend", "-b") { Required = true, AllowMultipleArgumentsPerToken = true, Description = "Backend URL (repeat for round robin)." };
         var issuers = new Option<string[]>("--issuer") { AllowMultipleArgumentsPerToken = true, Description = "Issuers to try in order (default: the local CA)." };
-        var command = new Command("add", "Add a site; it is served with a certificate within seconds.") { hosts, backends, issuers };
+        var keyType = new Option<string?>("--key-type") { Description = "Certificate key type: ec256 (default), ec384, rsa2048, rsa3072, rsa4096." };
+        var command = new Command("add", "Add a site; it is served with a certificate within seconds.") { hosts, backends, issuers, keyType };
         connection.AddTo(command);
         command.SetAction((parseResult, ct) => Run(async () =>
         {
             using var client = connection.CreateClient(parseResult);
-            var request = new AddSiteRequest(parseResult.GetValue(hosts), parseResult.GetValue(backends), parseResult.GetValue(issuers) is { Length: > 0 } i ? i : null);
+            var request = new AddSiteRequest(parseResult.GetValue(hosts), parseResult.GetValue(backends), parseResult.GetValue(issuers) is { Length: > 0 } i ? i : null, parseResult.GetValue(keyType));
             var body = await client.SendAsync(HttpMethod.Post, "/v1/sites", JsonSerializer.Serialize(request, AdminJson.Default.AddSiteRequest), ct);
             if (parseResult.GetValue(connection.Json))
             {

@@ -155,6 +155,24 @@ public sealed class CertificateManagerTests : IAsyncLifetime
         Assert.NotEqual(PublicKey(advised), PublicKey(renewed));
     }
 
+    [Theory]
+    [InlineData("ec384", "1.2.840.10045.2.1", 384)]
+    [InlineData("rsa2048", "1.2.840.113549.1.1.1", 2048)]
+    [InlineData("rsa3072", "1.2.840.113549.1.1.1", 3072)]
+    public async Task KeyType_IsTheSitesChoice_AndAChangeReissues(string keyType, string algorithm, int bits)
+    {
+        Assert.Empty(await _sites.PutAsync(Site("keys.test"), "site", default));
+        var first = await WaitForAsync("keys.test", r => r.HasChain);
+        Assert.Null(first.KeyType);
+
+        Assert.Empty(await _sites.PutAsync(Site("keys.test") with { KeyType = keyType }, "site", default));
+        var changed = await WaitForAsync("keys.test", r => r.KeyType == keyType);
+
+        using var leaf = X509Certificate2.CreateFromPem(changed.ChainPem);
+        Assert.Equal(algorithm, leaf.GetKeyAlgorithm());
+        Assert.Equal(bits, (int?)leaf.GetRSAPublicKey()?.KeySize ?? leaf.GetECDsaPublicKey()!.KeySize);
+    }
+
     /// <summary>The real local CA, with renewal advice scripted by the test (a fake for RFC 9773, which the local CA
     /// does not speak; the ACME client's own renewalInfo is tested against the fake ACME server).</summary>
     private sealed class ScriptedAdviceIssuer(LocalCertificateAuthority inner) : ICertificateIssuer, IRenewalInfoSource
