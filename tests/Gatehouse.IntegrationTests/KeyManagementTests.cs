@@ -38,7 +38,7 @@ public sealed class KeyManagementTests : IAsyncLifetime
     [Fact]
     public async Task RotateTwice_Rewrap_Retire_WhileServing_ThenNothingOnDiskIsKeyMaterial()
     {
-        await WaitServedAsync("one.keys.test", "two.keys.test");
+        await _gatehouse.WaitUntilServedAsync(["one.keys.test", "two.keys.test"]);
         Assert.Equal(0, (await Keys("rotate")).ExitCode);
 
         // The running server picks the rotation up from the store: a site added now is sealed with version 2.
@@ -49,7 +49,7 @@ public sealed class KeyManagementTests : IAsyncLifetime
             Assert.Equal(HttpStatusCode.Created, created.StatusCode);
         }
 
-        await WaitServedAsync("three.keys.test");
+        await _gatehouse.WaitUntilServedAsync(["three.keys.test"]);
         Assert.Equal(2u, VersionOf(await SealedKeyAsync(StoreKeys.Certificate("three.keys.test"))));
 
         Assert.Equal(0, (await Keys("rotate")).ExitCode);
@@ -72,10 +72,10 @@ public sealed class KeyManagementTests : IAsyncLifetime
         Assert.True(records >= 6, $"CA root, intermediate, admin and three site certificates, found {records}");
 
         // Every site is still served, and still after a restart with the rotated ring.
-        await WaitServedAsync("one.keys.test", "www.two.keys.test", "three.keys.test");
+        await _gatehouse.WaitUntilServedAsync(["one.keys.test", "www.two.keys.test", "three.keys.test"]);
         var serials = SerialsServed("one.keys.test", "two.keys.test", "three.keys.test");
         await _gatehouse.RestartAsync();
-        await WaitServedAsync("one.keys.test", "www.two.keys.test", "three.keys.test");
+        await _gatehouse.WaitUntilServedAsync(["one.keys.test", "www.two.keys.test", "three.keys.test"]);
         Assert.Equal(serials, SerialsServed("one.keys.test", "two.keys.test", "three.keys.test"));
 
         // Nothing at rest: no PEM, PKCS#8 or SEC1 key, no raw private scalar, no raw master key version, anywhere in
@@ -190,26 +190,6 @@ public sealed class KeyManagementTests : IAsyncLifetime
     private async Task<byte[]> SealedKeyAsync(string key) => CoreJson.Deserialize<CertificateRecord>((await _gatehouse.Server.Store.GetAsync(key))!).SealedKey!;
 
     private static uint VersionOf(byte[] envelope) => EnvelopeCipher.TryReadKeyVersion(envelope, out _, out var version) ? version : 0;
-
-    private async Task WaitServedAsync(params string[] hosts)
-    {
-        using var edge = _gatehouse.EdgeClient();
-        foreach (var host in hosts)
-        {
-            Assert.True(await GatehouseInstance.EventuallyAsync(async () =>
-            {
-                try
-                {
-                    using var response = await edge.GetAsync($"https://{host}:{_gatehouse.HttpsPort}/");
-                    return response.StatusCode == HttpStatusCode.OK;
-                }
-                catch (HttpRequestException)
-                {
-                    return false;
-                }
-            }, TimeSpan.FromSeconds(10)), $"{host} was not served");
-        }
-    }
 
     private Dictionary<string, string> SerialsServed(params string[] hosts) =>
         hosts.ToDictionary(h => h, h => _gatehouse.Server.Cache.TryMatch(h, out var c) ? c.Serial : "none");

@@ -1,4 +1,3 @@
-using System.Net;
 using Gatehouse.Certificates;
 using Gatehouse.IntegrationTests.Infrastructure;
 using Gatehouse.Storage;
@@ -21,8 +20,7 @@ public sealed class AcmeDns01IssuerTests : IAsyncLifetime
         _backend = await Backend.StartAsync("dns");
         _bind = await Bind.StartAsync();
         _gatehouse = GatehouseInstance.Create();
-        _pebble = await Pebble.StartAsync(new PebbleOptions { DnsServer = _bind.Server, HttpPort = _gatehouse.HttpPort, TlsAlpnPort = _gatehouse.HttpsPort });
-        await File.WriteAllTextAsync(Path.Combine(_gatehouse.Directory, "pebble-ca.pem"), _pebble.TransportRoot.ExportCertificatePem());
+        _pebble = await Pebble.StartForAsync(_gatehouse, new PebbleOptions { DnsServer = _bind.Server });
         await File.WriteAllTextAsync(Path.Combine(_gatehouse.Directory, "tsig.key"), Convert.ToBase64String(_bind.Secret) + "\n");
         _gatehouse.WriteConfig($$"""
 
@@ -54,22 +52,7 @@ public sealed class AcmeDns01IssuerTests : IAsyncLifetime
     public async Task WildcardSite_IsIssuedThroughBind_AndServedForAnyName_AndTheTxtRecordsAreRemoved()
     {
         var root = await _pebble.GetRootAsync();
-        using var edge = _gatehouse.EdgeClient(trust: GatehouseInstance.TrustOnly(root));
-        foreach (var host in new[] { "wild.acme.test", "anything.wild.acme.test" })
-        {
-            Assert.True(await GatehouseInstance.EventuallyAsync(async () =>
-            {
-                try
-                {
-                    using var response = await edge.GetAsync($"https://{host}:{_gatehouse.HttpsPort}/");
-                    return response.StatusCode == HttpStatusCode.OK;
-                }
-                catch (HttpRequestException)
-                {
-                    return false;
-                }
-            }, TimeSpan.FromSeconds(45)), $"{host} was not served; logs:\n{string.Join('\n', _gatehouse.Logs.TakeLast(20))}\nbind:\n{_bind.Log}");
-        }
+        await _gatehouse.WaitUntilServedAsync(["wild.acme.test", "anything.wild.acme.test"], GatehouseInstance.TrustOnly(root), TimeSpan.FromSeconds(45));
 
         var record = CoreJson.Deserialize<CertificateRecord>((await _gatehouse.Server.Store.GetAsync(StoreKeys.Certificate("*.wild.acme.test")))!);
         Assert.Equal(("pebble-dns", CertificateStatus.Valid), (record.Issuer, record.Status));

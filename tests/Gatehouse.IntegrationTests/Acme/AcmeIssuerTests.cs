@@ -1,5 +1,3 @@
-using System.Security.Cryptography.X509Certificates;
-using System.Net;
 using Gatehouse.Certificates;
 using Gatehouse.IntegrationTests.Infrastructure;
 using Gatehouse.Storage;
@@ -12,6 +10,7 @@ namespace Gatehouse.IntegrationTests.Acme;
 /// </summary>
 public sealed class AcmeIssuerTests : IAsyncLifetime
 {
+    private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(30);
     private Backend _backend = null!;
     private GatehouseInstance _gatehouse = null!;
     private Pebble _pebble = null!;
@@ -20,9 +19,7 @@ public sealed class AcmeIssuerTests : IAsyncLifetime
     {
         _backend = await Backend.StartAsync("acme");
         _gatehouse = GatehouseInstance.Create();
-        _pebble = await Pebble.StartAsync(new PebbleOptions { HttpPort = _gatehouse.HttpPort, TlsAlpnPort = _gatehouse.HttpsPort });
-        var bundle = Path.Combine(_gatehouse.Directory, "pebble-ca.pem");
-        await File.WriteAllTextAsync(bundle, _pebble.TransportRoot.ExportCertificatePem());
+        _pebble = await Pebble.StartForAsync(_gatehouse);
         _gatehouse.WriteConfig($$"""
 
               - hosts: [http.acme.test, www.http.acme.test]
@@ -50,22 +47,7 @@ public sealed class AcmeIssuerTests : IAsyncLifetime
     public async Task NewSites_GetPebbleCertificates_ValidatedThroughTheEdge_AndAreServed()
     {
         var root = await _pebble.GetRootAsync();
-        using var edge = _gatehouse.EdgeClient(trust: GatehouseInstance.TrustOnly(root));
-        foreach (var host in new[] { "http.acme.test", "www.http.acme.test", "alpn.acme.test" })
-        {
-            Assert.True(await GatehouseInstance.EventuallyAsync(async () =>
-            {
-                try
-                {
-                    using var response = await edge.GetAsync($"https://{host}:{_gatehouse.HttpsPort}/");
-                    return response.StatusCode == HttpStatusCode.OK;
-                }
-                catch (HttpRequestException)
-                {
-                    return false;
-                }
-            }, TimeSpan.FromSeconds(30)), $"{host} was not served with a Pebble certificate; logs:\n{string.Join('\n', _gatehouse.Logs.TakeLast(30))}");
-        }
+        await _gatehouse.WaitUntilServedAsync(["http.acme.test", "www.http.acme.test", "alpn.acme.test"], GatehouseInstance.TrustOnly(root));
 
         // The records name their issuer; the account key is sealed in the store; challenges were cleaned up.
         var store = _gatehouse.Server.Store;
@@ -84,19 +66,19 @@ public sealed class AcmeIssuerTests : IAsyncLifetime
     public async Task CertsRevokeAndRenew_ThroughTheCli_RevokeAtTheCa_AndServeNewCertificates()
     {
         var root = await _pebble.GetRootAsync();
-        var before = await ServedSerialAsync("http.acme.test", root, previous: null);
-        var alpnBefore = await ServedSerialAsync("alpn.acme.test", root, previous: null);
+        var before = (await _gatehouse.WaitForNewLeafAsync("http.acme.test", GatehouseInstance.TrustOnly(root), null, Timeout)).SerialNumber;
+        var alpnBefore = (await _gatehouse.WaitForNewLeafAsync("alpn.acme.test", GatehouseInstance.TrustOnly(root), null, Timeout)).SerialNumber;
 
         var revoke = await Cli("certs", "revoke", "www.http.acme.test", "--reason", "keyCompromise");
         Assert.True(revoke.ExitCode == 0, revoke.StandardError);
         Assert.Contains("revoked", revoke.StandardOutput, StringComparison.Ordinal);
         var (status, reason) = await _pebble.GetCertificateStatusAsync(before);
         Assert.Equal(("Revoked", 1), (status, reason));
-        Assert.NotEqual(before, await ServedSerialAsync("http.acme.test", root, previous: before));
+        Assert.NotEqual(before, (await _gatehouse.WaitForNewLeafAsync("http.acme.test", GatehouseInstance.TrustOnly(root), before, Timeout)).SerialNumber);
 
         var renew = await Cli("certs", "renew", "alpn.acme.test");
         Assert.True(renew.ExitCode == 0, renew.StandardError);
-        Assert.NotEqual(alpnBefore, await ServedSerialAsync("alpn.acme.test", root, previous: alpnBefore));
+        Assert.NotEqual(alpnBefore, (await _gatehouse.WaitForNewLeafAsync("alpn.acme.test", GatehouseInstance.TrustOnly(root), alpnBefore, Timeout)).SerialNumber);
 
         var badReason = await Cli("certs", "revoke", "alpn.acme.test", "--reason", "because");
         Assert.Equal(1, badReason.ExitCode);
@@ -108,24 +90,4 @@ public sealed class AcmeIssuerTests : IAsyncLifetime
 
     private Task<ToolResult> Cli(params string[] args) =>
         Tools.GatehouseAsync(_gatehouse.Directory, [.. args, "--admin", $"https://127.0.0.1:{_gatehouse.AdminPort}", "--data", _gatehouse.DataDirectory], TimeSpan.FromSeconds(60));
-
-    /// <summary>The serial the edge presents for <paramref name="host"/> once it differs from <paramref name="previous"/>.</summary>
-    private async Task<string> ServedSerialAsync(string host, X509Certificate2 root, string? previous)
-    {
-        string? serial = null;
-        Assert.True(await GatehouseInstance.EventuallyAsync(async () =>
-        {
-            try
-            {
-                await using var tls = await _gatehouse.HandshakeAsync(host, trust: GatehouseInstance.TrustOnly(root));
-                serial = new X509Certificate2(tls.RemoteCertificate!).SerialNumber;
-                return serial != previous;
-            }
-            catch (Exception ex) when (ex is IOException or System.Security.Authentication.AuthenticationException)
-            {
-                return false;
-            }
-        }, TimeSpan.FromSeconds(30)), $"{host}: no new certificate; logs:\n{string.Join('\n', _gatehouse.Logs.TakeLast(15))}");
-        return serial!;
-    }
 }

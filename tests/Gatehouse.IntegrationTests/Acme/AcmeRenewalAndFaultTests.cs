@@ -24,15 +24,12 @@ public sealed class AcmeRenewalAndFaultTests : IAsyncLifetime
     {
         _backend = await Backend.StartAsync("renew");
         _gatehouse = GatehouseInstance.Create();
-        _pebble = await Pebble.StartAsync(new PebbleOptions
+        _pebble = await Pebble.StartForAsync(_gatehouse, new PebbleOptions
         {
-            HttpPort = _gatehouse.HttpPort,
-            TlsAlpnPort = _gatehouse.HttpsPort,
             ExternalAccountMacKeys = new Dictionary<string, string> { [EabKeyId] = Base64Url.EncodeToString(_eabKey) },
             DomainBlocklist = ["blocked.acme.test"],
             CertificateValiditySeconds = 30,
         });
-        await File.WriteAllTextAsync(Path.Combine(_gatehouse.Directory, "pebble-ca.pem"), _pebble.TransportRoot.ExportCertificatePem());
         await File.WriteAllTextAsync(Path.Combine(_gatehouse.Directory, "eab.key"), Base64Url.EncodeToString(_eabKey));
         await File.WriteAllTextAsync(Path.Combine(_gatehouse.Directory, "wrong-eab.key"), Base64Url.EncodeToString(RandomNumberGenerator.GetBytes(32)));
         var eab = Path.Combine(_gatehouse.Directory, "eab.key");
@@ -67,10 +64,10 @@ public sealed class AcmeRenewalAndFaultTests : IAsyncLifetime
     public async Task RightEab_IssuesAndRenewsInRealTime_WrongEabAndBlockedName_FailClearlyWithoutRetryStorm()
     {
         var trust = GatehouseInstance.TrustOnly(await _pebble.GetRootAsync());
-        var first = await ServedLeafAsync("renew.acme.test", trust, previousSerial: null, TimeSpan.FromSeconds(30));
+        var first = await _gatehouse.WaitForNewLeafAsync("renew.acme.test", trust, null, TimeSpan.FromSeconds(30));
 
         // Renewed at a third of 30 s left: a new serial and a new key, served by the same running server.
-        var renewed = await ServedLeafAsync("renew.acme.test", trust, previousSerial: first.SerialNumber, TimeSpan.FromSeconds(45));
+        var renewed = await _gatehouse.WaitForNewLeafAsync("renew.acme.test", trust, first.SerialNumber, TimeSpan.FromSeconds(45));
         Assert.NotEqual(first.GetECDsaPublicKey()!.ExportSubjectPublicKeyInfo(), renewed.GetECDsaPublicKey()!.ExportSubjectPublicKeyInfo());
 
         var store = _gatehouse.Server.Store;
@@ -98,25 +95,5 @@ public sealed class AcmeRenewalAndFaultTests : IAsyncLifetime
             return record?.LastError is not null;
         }, TimeSpan.FromSeconds(20)), $"{id} never failed");
         return record!;
-    }
-
-    /// <summary>Handshakes until the edge presents a Pebble leaf for <paramref name="host"/> other than <paramref name="previousSerial"/>.</summary>
-    private async Task<X509Certificate2> ServedLeafAsync(string host, X509ChainPolicy trust, string? previousSerial, TimeSpan timeout)
-    {
-        X509Certificate2? leaf = null;
-        Assert.True(await GatehouseInstance.EventuallyAsync(async () =>
-        {
-            try
-            {
-                await using var tls = await _gatehouse.HandshakeAsync(host, trust: trust);
-                leaf = new X509Certificate2(tls.RemoteCertificate!);
-                return leaf.SerialNumber != previousSerial;
-            }
-            catch (Exception ex) when (ex is IOException or System.Security.Authentication.AuthenticationException)
-            {
-                return false;
-            }
-        }, timeout), $"{host}: no {(previousSerial is null ? "" : "renewed ")}certificate; logs:\n{string.Join('\n', _gatehouse.Logs.TakeLast(15))}");
-        return leaf!;
     }
 }

@@ -150,6 +150,51 @@ public sealed class GatehouseInstance : IAsyncDisposable
         return ssl;
     }
 
+    /// <summary>Polls HTTPS GETs of <c>https://HOST/</c> until each host answers 200 with a certificate that
+    /// <paramref name="trust"/> (default: the local CA) accepts; fails the test naming the host and the last log lines.</summary>
+    public async Task WaitUntilServedAsync(IEnumerable<string> hosts, X509ChainPolicy? trust = null, TimeSpan? timeout = null)
+    {
+        using var edge = EdgeClient(trust: trust);
+        foreach (var host in hosts)
+        {
+            var served = await EventuallyAsync(async () =>
+            {
+                try
+                {
+                    using var response = await edge.GetAsync($"https://{host}:{HttpsPort}/");
+                    return response.StatusCode == HttpStatusCode.OK;
+                }
+                catch (HttpRequestException)
+                {
+                    return false;
+                }
+            }, timeout ?? TimeSpan.FromSeconds(30));
+            Xunit.Assert.True(served, $"{host} was not served; logs:\n{string.Join('\n', Logs.TakeLast(20))}");
+        }
+    }
+
+    /// <summary>Handshakes until the edge presents, for <paramref name="host"/>, a leaf <paramref name="trust"/> accepts
+    /// whose serial differs from <paramref name="previousSerial"/>; returns it.</summary>
+    public async Task<X509Certificate2> WaitForNewLeafAsync(string host, X509ChainPolicy trust, string? previousSerial, TimeSpan timeout)
+    {
+        X509Certificate2? leaf = null;
+        var found = await EventuallyAsync(async () =>
+        {
+            try
+            {
+                await using var tls = await HandshakeAsync(host, trust: trust);
+                leaf = new X509Certificate2(tls.RemoteCertificate!);
+                return leaf.SerialNumber != previousSerial;
+            }
+            catch (Exception ex) when (ex is IOException or System.Security.Authentication.AuthenticationException)
+            {
+                return false;
+            }
+        }, timeout);
+        Xunit.Assert.True(found, $"{host}: no {(previousSerial is null ? "" : "new ")}certificate; logs:\n{string.Join('\n', Logs.TakeLast(15))}");
+        return leaf!;
+    }
+
     /// <summary>Opens this instance's key ring over <paramref name="store"/> with its key file, as an operator holding
     /// the key file could (the caller disposes the ring; the provider goes with it).</summary>
     public async Task<Gatehouse.Keys.KeyRing> OpenKeyRingAsync(Gatehouse.Storage.IStore store)

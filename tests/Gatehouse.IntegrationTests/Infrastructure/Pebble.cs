@@ -110,6 +110,16 @@ public sealed class Pebble : IAsyncDisposable
         }
     }
 
+    /// <summary>Starts a Pebble that validates against <paramref name="gatehouse"/>'s edge (HTTP-01 on its HTTP port,
+    /// TLS-ALPN-01 on its HTTPS port) and writes its transport CA to <c>pebble-ca.pem</c> in the instance's directory,
+    /// for the issuer's <c>caBundle</c>.</summary>
+    public static async Task<Pebble> StartForAsync(GatehouseInstance gatehouse, PebbleOptions? options = null)
+    {
+        var pebble = await StartAsync((options ?? new PebbleOptions()) with { HttpPort = gatehouse.HttpPort, TlsAlpnPort = gatehouse.HttpsPort });
+        await File.WriteAllTextAsync(Path.Combine(gatehouse.Directory, "pebble-ca.pem"), pebble.TransportRoot.ExportCertificatePem());
+        return pebble;
+    }
+
     public static async Task<Pebble> StartAsync(PebbleOptions? options = null)
     {
         var pebble = new Pebble(options ?? new PebbleOptions());
