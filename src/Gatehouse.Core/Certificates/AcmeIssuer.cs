@@ -100,7 +100,7 @@ public sealed partial class AcmeIssuer : ICertificateIssuer, IRenewalInfoSource,
         try
         {
             var session = await GetSessionAsync(cancellationToken);
-            var order = AcmeOrderRequest.ForNames(request.Names);
+            var order = AcmeOrderRequest.ForNames(request.Names) with { Profile = request.Profile };
             if (request.PreviousChainPem is { } previous)
             {
                 // RFC 9773 §5: name the certificate this one replaces (sent only when the CA offers renewal info).

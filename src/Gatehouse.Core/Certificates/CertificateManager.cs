@@ -77,7 +77,7 @@ public sealed class CertificateManager : BackgroundService
 
     /// <summary>The certificate a site needs.</summary>
     public static CertificateDemand DemandOf(SiteDefinition site) =>
-        new(site.Id, site.Hosts, site.Issuers.Count > 0 ? site.Issuers : [LocalCertificateAuthority.IssuerName], site.KeyType ?? "ec256");
+        new(site.Id, site.Hosts, site.Issuers.Count > 0 ? site.Issuers : [LocalCertificateAuthority.IssuerName], site.KeyType ?? "ec256", site.Profile);
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
@@ -354,7 +354,7 @@ public sealed class CertificateManager : BackgroundService
             try
             {
                 var previous = current?.Issuer == issuerName ? current.ChainPem : null;
-                var chain = await issuer.IssueAsync(new IssuanceRequest(demand.Id, demand.Names, csr, previous), cancellationToken);
+                var chain = await issuer.IssueAsync(new IssuanceRequest(demand.Id, demand.Names, csr, previous) { Profile = demand.Profile }, cancellationToken);
                 var issued = Issued(demand, issuerName, chain, key, now);
 
                 // An issuer that gives renewal advice is asked right away; its window replaces the one-third rule.
@@ -440,6 +440,7 @@ public sealed class CertificateManager : BackgroundService
             NotAfter = notAfter,
             RenewAfter = RenewalPolicy.RenewAfter(notBefore, notAfter),
             KeyType = demand.KeyType == "ec256" ? null : demand.KeyType,
+            Profile = demand.Profile,
             Status = CertificateStatus.Valid,
             LastAttempt = now,
         };

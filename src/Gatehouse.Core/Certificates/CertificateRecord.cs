@@ -26,6 +26,9 @@ public sealed record CertificateRecord
     /// <summary>The key type of the current chain's key (null: ec256).</summary>
     public string? KeyType { get; init; }
 
+    /// <summary>The ACME profile the current chain was ordered with.</summary>
+    public string? Profile { get; init; }
+
     /// <summary>The leaf's serial number (hex).</summary>
     public string? Serial { get; init; }
 

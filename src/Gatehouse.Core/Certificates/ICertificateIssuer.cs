@@ -33,7 +33,11 @@ public sealed record RenewalAdvice(DateTimeOffset WindowStart, DateTimeOffset Wi
 /// <param name="Names">DNS names (and, for internal certificates, IP addresses) the certificate must cover.</param>
 /// <param name="CertificateSigningRequestDer">A PKCS#10 request signed by the new key.</param>
 /// <param name="PreviousChainPem">The chain being renewed, when there is one (ACME sends <c>replaces</c> for it).</param>
-public sealed record IssuanceRequest(string CertificateId, IReadOnlyList<string> Names, byte[] CertificateSigningRequestDer, string? PreviousChainPem = null);
+public sealed record IssuanceRequest(string CertificateId, IReadOnlyList<string> Names, byte[] CertificateSigningRequestDer, string? PreviousChainPem = null)
+{
+    /// <summary>The certificate profile the site asks for (ACME profiles); issuers without profiles ignore it.</summary>
+    public string? Profile { get; init; }
+}
 
 /// <summary>An issued chain: PEM, leaf first, intermediates after, root left out.</summary>
 public sealed record IssuedChain(string ChainPem);

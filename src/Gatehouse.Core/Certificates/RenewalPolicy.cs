@@ -5,7 +5,8 @@ namespace Gatehouse.Certificates;
 /// <param name="Names">The names it must cover, first one as subject.</param>
 /// <param name="Issuers">Issuers to try in order (never empty).</param>
 /// <param name="KeyType">The key type to issue with (see <see cref="Sites.SiteDefinition.KeyTypes"/>).</param>
-public sealed record CertificateDemand(string Id, IReadOnlyList<string> Names, IReadOnlyList<string> Issuers, string KeyType = "ec256");
+/// <param name="Profile">The ACME profile to ask for, if any.</param>
+public sealed record CertificateDemand(string Id, IReadOnlyList<string> Names, IReadOnlyList<string> Issuers, string KeyType = "ec256", string? Profile = null);
 
 /// <summary>What to do about one certificate, and when.</summary>
 public enum RenewalAction
@@ -58,6 +59,10 @@ public static class RenewalPolicy
         else if ((record.KeyType ?? "ec256") != demand.KeyType)
         {
             reason = "the key type changed";
+        }
+        else if (record.Profile != demand.Profile)
+        {
+            reason = "the profile changed";
         }
         else if (record.RenewAfter is not { } renewAfter || now >= renewAfter)
         {

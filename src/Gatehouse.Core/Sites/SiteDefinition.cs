@@ -18,6 +18,9 @@ public sealed record SiteDefinition
     /// <summary>The certificate key type: <c>ec256</c> (default), <c>ec384</c>, <c>rsa2048</c>, <c>rsa3072</c>, <c>rsa4096</c>.</summary>
     public string? KeyType { get; init; }
 
+    /// <summary>The ACME certificate profile to ask for (e.g. <c>shortlived</c>), when the CA offers profiles.</summary>
+    public string? Profile { get; init; }
+
     /// <summary>The certificate key types a site may ask for.</summary>
     public static readonly IReadOnlyList<string> KeyTypes = ["ec256", "ec384", "rsa2048", "rsa3072", "rsa4096"];
 
@@ -27,7 +30,7 @@ public sealed record SiteDefinition
 
     /// <summary>Value equality over the lists' contents (records compare lists by reference).</summary>
     public bool SameAs(SiteDefinition other) =>
-        Id == other.Id && Source == other.Source && Hosts.SequenceEqual(other.Hosts) && Backends.SequenceEqual(other.Backends) && Issuers.SequenceEqual(other.Issuers) && KeyType == other.KeyType;
+        Id == other.Id && Source == other.Source && Hosts.SequenceEqual(other.Hosts) && Backends.SequenceEqual(other.Backends) && Issuers.SequenceEqual(other.Issuers) && KeyType == other.KeyType && Profile == other.Profile;
 }
 
 /// <summary>Where a site's definition comes from.</summary>

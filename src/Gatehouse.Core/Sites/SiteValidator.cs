@@ -15,7 +15,7 @@ public sealed record ValidationError(string Path, string Message)
 public static class SiteValidator
 {
     /// <summary>A site as given, before validation.</summary>
-    public sealed record Draft(string Path, IReadOnlyList<string?> Hosts, IReadOnlyList<string?> Backends, IReadOnlyList<string?> Issuers, string? KeyType = null);
+    public sealed record Draft(string Path, IReadOnlyList<string?> Hosts, IReadOnlyList<string?> Backends, IReadOnlyList<string?> Issuers, string? KeyType = null, string? Profile = null);
 
     /// <summary>Validates <paramref name="drafts"/> together (a host may belong to one site only).</summary>
     /// <param name="drafts">The sites to check.</param>
@@ -96,9 +96,15 @@ public static class SiteValidator
                 errors.Add(new($"{draft.Path}:keyType", $"'{draft.KeyType}' is not a key type ({string.Join(", ", SiteDefinition.KeyTypes)})"));
             }
 
+            var profile = string.IsNullOrWhiteSpace(draft.Profile) ? null : draft.Profile.Trim();
+            if (profile is not null && (profile.Length > 64 || !profile.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_' or '.')))
+            {
+                errors.Add(new($"{draft.Path}:profile", $"'{draft.Profile}' is not a profile name (1–64 characters of [A-Za-z0-9._-])"));
+            }
+
             if (errors.Count == before)
             {
-                sites.Add(new SiteDefinition { Id = hosts[0], Hosts = hosts, Backends = backends, Issuers = issuers, KeyType = keyType is "ec256" ? null : keyType, Source = source });
+                sites.Add(new SiteDefinition { Id = hosts[0], Hosts = hosts, Backends = backends, Issuers = issuers, KeyType = keyType is "ec256" ? null : keyType, Profile = profile, Source = source });
             }
         }
 

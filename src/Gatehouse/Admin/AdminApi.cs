@@ -45,7 +45,7 @@ internal static class AdminApi
 
             var errors = new List<ValidationError>();
             var sites = SiteValidator.Validate(
-                [new SiteValidator.Draft("site", body.Hosts ?? [], body.Backends ?? [], body.Issuers ?? [], body.KeyType)],
+                [new SiteValidator.Draft("site", body.Hosts ?? [], body.Backends ?? [], body.Issuers ?? [], body.KeyType, body.Profile)],
                 SiteSource.Api,
                 admin.IssuerNames,
                 errors);

@@ -12,7 +12,7 @@ public sealed record SiteView(string Id, IReadOnlyList<string> Hosts, IReadOnlyL
 }
 
 /// <summary>The body of <c>POST /v1/sites</c>.</summary>
-public sealed record AddSiteRequest(IReadOnlyList<string?>? Hosts, IReadOnlyList<string?>? Backends, IReadOnlyList<string?>? Issuers, string? KeyType = null);
+public sealed record AddSiteRequest(IReadOnlyList<string?>? Hosts, IReadOnlyList<string?>? Backends, IReadOnlyList<string?>? Issuers, string? KeyType = null, string? Profile = null);
 
 /// <summary>What an action on a certificate did.</summary>
 public sealed record ActionView(string Certificate, string Result);

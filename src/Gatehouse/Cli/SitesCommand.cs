@@ -24,12 +24,13 @@ internal static class SitesCommand
         var backends = new Option<string[]>("--backend", "-b") { Required = true, AllowMultipleArgumentsPerToken = true, Description = "Backend URL (repeat for round robin)." };
         var issuers = new Option<string[]>("--issuer") { AllowMultipleArgumentsPerToken = true, Description = "Issuers to try in order (default: the local CA)." };
         var keyType = new Option<string?>("--key-type") { Description = "Certificate key type: ec256 (default), ec384, rsa2048, rsa3072, rsa4096." };
-        var command = new Command("add", "Add a site; it is served with a certificate within seconds.") { hosts, backends, issuers, keyType };
+        var profile = new Option<string?>("--profile") { Description = "ACME certificate profile to ask for (when the CA offers profiles)." };
+        var command = new Command("add", "Add a site; it is served with a certificate within seconds.") { hosts, backends, issuers, keyType, profile };
         connection.AddTo(command);
         command.SetAction((parseResult, ct) => Run(async () =>
         {
             using var client = connection.CreateClient(parseResult);
-            var request = new AddSiteRequest(parseResult.GetValue(hosts), parseResult.GetValue(backends), parseResult.GetValue(issuers) is { Length: > 0 } i ? i : null, parseResult.GetValue(keyType));
+            var request = new AddSiteRequest(parseResult.GetValue(hosts), parseResult.GetValue(backends), parseResult.GetValue(issuers) is { Length: > 0 } i ? i : null, parseResult.GetValue(keyType), parseResult.GetValue(profile));
             var body = await client.SendAsync(HttpMethod.Post, "/v1/sites", JsonSerializer.Serialize(request, AdminJson.Default.AddSiteRequest), ct);
             if (parseResult.GetValue(connection.Json))
             {

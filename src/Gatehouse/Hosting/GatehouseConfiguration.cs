@@ -28,7 +28,7 @@ public sealed class GatehouseConfiguration
     private static readonly string[] AdminKeys = ["address", "port"];
     private static readonly string[] LocalCaKeys = ["leafLifetime"];
     private static readonly string[] WelcomeKeys = ["port"];
-    private static readonly string[] SiteKeys = ["hosts", "backends", "issuers", "keyType"];
+    private static readonly string[] SiteKeys = ["hosts", "backends", "issuers", "keyType", "profile"];
 
     private readonly string? _configPath;
     private readonly string[] _overrides;
@@ -400,7 +400,7 @@ public sealed class GatehouseConfiguration
                 }
 
                 CheckKnownKeys(site, SiteKeys, path + ":");
-                drafts.Add(new SiteValidator.Draft(path, List(site, "hosts"), List(site, "backends"), List(site, "issuers"), site["keyType"]));
+                drafts.Add(new SiteValidator.Draft(path, List(site, "hosts"), List(site, "backends"), List(site, "issuers"), site["keyType"], site["profile"]));
             }
 
             var errors = new List<ValidationError>();

@@ -88,6 +88,24 @@ public sealed class AcmeIssuerFakeServerTests : IAsyncLifetime
         Assert.Contains(_server.Requests, r => r.Path.StartsWith("/renewal-info/AQIDBA.", StringComparison.Ordinal)); // base64url(AKI) "." serial
     }
 
+    [Fact]
+    public async Task Profile_IsSentWhenTheCaOffersIt_AndRefusedClearlyWithoutASendWhenItDoesNot()
+    {
+        _server.Profiles["shortlived"] = "6-day certificates";
+        _server.Respond = request => request.Path == "/new-order"
+            ? FakeAcmeServer.Problem(HttpStatusCode.BadRequest, AcmeErrors.Malformed, "stop here")
+            : null;
+
+        await Assert.ThrowsAsync<IssuanceException>(() => _issuer.IssueAsync(new IssuanceRequest("a.test", ["a.test"], [1]) { Profile = "shortlived" }, default));
+        var order = _server.Requests.Single(r => r.Path == "/new-order");
+        Assert.Equal("shortlived", order.PayloadJson.GetProperty("profile").GetString());
+
+        var refused = await Assert.ThrowsAsync<IssuanceException>(() => _issuer.IssueAsync(new IssuanceRequest("b.test", ["b.test"], [1]) { Profile = "tlsserver" }, default));
+        Assert.False(refused.Retryable);
+        Assert.Contains("tlsserver", refused.Message, StringComparison.Ordinal);
+        Assert.Single(_server.Requests, r => r.Path == "/new-order");
+    }
+
     private sealed class WindowComparer : IEqualityComparer<(DateTimeOffset, DateTimeOffset)>
     {
         public bool Equals((DateTimeOffset, DateTimeOffset) x, (DateTimeOffset, DateTimeOffset) y) =>
