@@ -1,0 +1,665 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Globalization;
+using System.Net;
+using System.Net.Http.Headers;
+using System.Net.Security;
+using System.Net.Sockets;
+using System.Security.Cryptography.X509Certificates;
+using System.Text;
+using System.Text.Json;
+using Gatehouse.IntegrationTests.Infrastructure;
+
+// bench/acme: starts Pebble 2.4.0 (PEBBLE_VA_NOSLEEP=1, its default 5% badNonce) and pebble-challtestsrv with the
+// integration tests' fixture, then `dotnet gatehouse.dll serve` with one ACME issuer whose HTTP-01 answers the edge
+// gives on its HTTP port, and issues single-name certificates through the admin API in phases:
+//   seq   one site at a time: add, wait until the edge presents the Pebble-signed certificate, next;
+//   conc  CONCURRENCY sites outstanding at a time (a closed loop of CONCURRENCY clients doing what seq does);
+//   burst all sites added at once, the certificate manager's maxConcurrentIssuances bounding the issuances.
+// Latency = POST /v1/sites sent → first TLS handshake (SNI = the name) in which the edge presents a certificate that
+// chains to Pebble's issuing root. Gatehouse's JSON log (events 3001 Issuing, 7009 ACME order done in N s, 3002 Issued)
+// splits it. Per phase: wall time, certificates/minute, CPU seconds of Gatehouse and of Pebble (+ challtestsrv) from
+// /proc/PID/stat, and Gatehouse's peak RSS (VmHWM, reset through /proc/PID/clear_refs at the start of each phase).
+// Usage: gatehouse-bench-acme --gatehouse PATH/gatehouse.dll --work DIR [--count 100] [--concurrency 10]
+//        [--warmup 50] [--warmup-rounds 2] [--settle-limit 30] [--phases seq,conc,burst] [--max-concurrent-issuances 10]
+//        [--phase-limit 120] [--certificate-limit 30] [--nonce-reject PERCENT] [--relay 1] [--samples FILE]
+var arguments = Arguments.Parse(args);
+var gatehouseDll = Path.GetFullPath(arguments.Require("--gatehouse"));
+var work = Path.GetFullPath(arguments.Require("--work"));
+var count = arguments.Int("--count", 100);
+var concurrency = arguments.Int("--concurrency", 10);
+var warmup = arguments.Int("--warmup", 50);
+var warmupRounds = arguments.Int("--warmup-rounds", 2);
+var settleLimit = arguments.Int("--settle-limit", 30);
+var maxConcurrentIssuances = arguments.Int("--max-concurrent-issuances", 10);
+var phases = arguments.Get("--phases", "seq,conc,burst").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+var phaseLimit = TimeSpan.FromSeconds(arguments.Int("--phase-limit", 120));
+var certificateLimit = TimeSpan.FromSeconds(arguments.Int("--certificate-limit", 30));
+int? nonceReject = arguments.Get("--nonce-reject", "") is { Length: > 0 } reject ? int.Parse(reject, CultureInfo.InvariantCulture) : null;
+var samplesFile = arguments.Get("--samples", Path.Combine(work, "samples.csv"));
+var relay = arguments.Int("--relay", 1) != 0;
+foreach (var phase in phases)
+{
+    if (phase is not ("seq" or "conc" or "burst"))
+    {
+        throw new ArgumentException($"--phases: '{phase}' is not seq, conc or burst.");
+    }
+}
+
+Directory.CreateDirectory(work);
+var httpsPort = Ports.Free();
+var httpPort = Ports.Free();
+var adminPort = Ports.Free();
+Console.Error.WriteLine("acme: starting Pebble and pebble-challtestsrv...");
+
+// With --relay 1 (default) Pebble's HTTP-01 requests to the edge and Gatehouse's ACME requests to Pebble pass through
+// relays in this process that time each exchange: how long Pebble takes to answer, how long the edge takes.
+await using var validationRelay = relay ? new TimingRelay(httpPort) : null;
+await using var pebble = await Pebble.StartAsync(new PebbleOptions { HttpPort = validationRelay?.Port ?? httpPort, TlsAlpnPort = httpsPort, NonceRejectPercent = nonceReject });
+await using var acmeRelay = relay ? new TimingRelay(pebble.AcmePort) : null;
+var directoryUrl = acmeRelay is null ? pebble.DirectoryUrl : new Uri($"https://localhost:{acmeRelay.Port}/dir"); // Pebble's URLs follow the Host header
+var bundle = Path.Combine(work, "pebble-transport-ca.pem");
+await File.WriteAllTextAsync(bundle, pebble.TransportRoot.ExportCertificatePem());
+var config = Path.Combine(work, "gatehouse.yaml");
+await File.WriteAllTextAsync(config, $"""
+    dataDirectory: ./data
+    edge: {"{"}address: 127.0.0.1, httpsPort: {httpsPort}, httpPort: {httpPort}{"}"}
+    admin: {"{"}address: 127.0.0.1, port: {adminPort}{"}"}
+    issuers:
+      pebble: {"{"}type: acme, directory: "{directoryUrl}", caBundle: "{bundle}", acceptTerms: true, challenges: [http-01]{"}"}
+    certificates: {"{"}maxConcurrentIssuances: {maxConcurrentIssuances}{"}"}
+    sites: []
+
+    """);
+
+Console.Error.WriteLine("acme: starting gatehouse serve...");
+await using var gatehouse = GatehouseProcess.Start(gatehouseDll, work, config, Path.Combine(work, "gatehouse.log"));
+using var admin = await AdminClient.ConnectAsync(gatehouse, Path.Combine(work, "data"), adminPort, TimeSpan.FromSeconds(60));
+var caPids = ChildProcesses("pebble", "pebble-challtes"); // comm is cut at 15 characters
+var bench = new Bench(gatehouse, admin, httpsPort, pebble.IssuingRoot, certificateLimit);
+var results = new List<PhaseResult>();
+// A cold process spends most of its first tens of seconds of CPU in the tiered JIT (a perf profile showed 71% of
+// Gatehouse's samples on the ".NET Tiered Compilation" thread in a sequential phase that followed a single warm-up
+// round). Call counting for tier 1 only starts once the process has been quiet for a moment, so the warm-up is two
+// rounds with a pause until Gatehouse is idle after each; the first (cold) round is reported on its own.
+var settle = (Waited: TimeSpan.Zero, LastCores: double.NaN);
+for (var round = 1; round <= warmupRounds && warmup > 0; round++)
+{
+    var name = round == 1 ? "warm-up (cold process)" : $"warm-up {round}";
+    var how = $"{concurrency} at a time" + (round == 1 ? "; includes ACME account registration and JIT" : "");
+    results.Add(await bench.RunAsync(name, how, "conc", Hosts($"warm{round}", warmup), concurrency, phaseLimit, caPids));
+    var settled = await bench.SettleAsync(maxIdleCores: 0.1, TimeSpan.FromSeconds(settleLimit));
+    settle = (settle.Waited + settled.Waited, settled.LastCores);
+    Console.Error.WriteLine($"acme: settled after {settled.Waited.TotalSeconds:0.0} s (last second: {settled.LastCores:0.00} cores)");
+}
+
+var seen = new Dictionary<string, int>(StringComparer.Ordinal);
+foreach (var phase in phases)
+{
+    var repeat = seen[phase] = seen.GetValueOrDefault(phase) + 1;
+    var suffix = repeat == 1 ? "" : $" #{repeat}";
+    var label = repeat == 1 ? phase : phase + repeat.ToString(CultureInfo.InvariantCulture);
+    var result = phase switch
+    {
+        "seq" => await bench.RunAsync("sequential" + suffix, "one site at a time", "seq", Hosts(label, count), 1, phaseLimit, caPids),
+        "conc" => await bench.RunAsync($"concurrency {concurrency}{suffix}", $"{concurrency} sites outstanding at a time (closed loop)", "conc", Hosts(label, count), concurrency, phaseLimit, caPids),
+        _ => await bench.RunAsync("burst" + suffix, $"all {count} added at once; maxConcurrentIssuances {maxConcurrentIssuances}", "burst", Hosts(label, count), count, phaseLimit, caPids),
+    };
+    results.Add(result);
+}
+
+var idleCores = await bench.IdleCoresAsync(TimeSpan.FromSeconds(3));
+var totalCpu = ProcStats.CpuSeconds(gatehouse.Pid);
+var lifetimePeak = ProcStats.Memory(gatehouse.Pid).PeakKiB;
+var events = gatehouse.Events();
+await File.WriteAllTextAsync(samplesFile, Analysis.Csv(results, events));
+await File.WriteAllTextAsync(Path.Combine(work, "pebble.log"), pebble.Output);
+var wire = acmeRelay is null || validationRelay is null ? null : new WireTimes(acmeRelay.Exchanges(skipPerConnection: 2), validationRelay.Exchanges(skipPerConnection: 0));
+Console.WriteLine(Analysis.Report(results, events, wire, new CpuSummary(settle.Waited, settle.LastCores, idleCores, totalCpu), lifetimePeak, concurrency, maxConcurrentIssuances));
+return results.All(r => r.Samples.All(s => s.Served is not null) && r.Samples.Count == r.Requested) ? 0 : 1;
+
+static List<string> Hosts(string label, int count) => [.. Enumerable.Range(1, count).Select(i => $"{label[0]}{i}.{label}.bench.test")];
+
+// Pebble and challtestsrv are children of this process (the fixture starts them).
+static int[] ChildProcesses(params string[] names)
+{
+    var self = Environment.ProcessId;
+    var found = new List<int>();
+    foreach (var directory in Directory.EnumerateDirectories("/proc"))
+    {
+        if (int.TryParse(Path.GetFileName(directory), out var pid) && ProcStats.TryReadStat(pid, out var comm, out var parent, out _) && parent == self && names.Contains(comm))
+        {
+            found.Add(pid);
+        }
+    }
+
+    return [.. found];
+}
+
+/// <summary>One certificate: when its site was added, when the edge first presented its Pebble certificate.</summary>
+internal sealed record Sample(string Phase, string Host, DateTimeOffset AddStart, DateTimeOffset AddDone, DateTimeOffset? Served, string? Serial, int Probes, TimeSpan? ServedHandshake = null)
+{
+    /// <summary>Gatehouse's CPU seconds since the phase started, read when this one was served (one-at-a-time phases).</summary>
+    public double? GatehouseCpuAfter { get; init; }
+}
+
+/// <summary>Gatehouse's CPU outside the phases: how long the settling after the warm-up took, its last second, the
+/// idle use after the last phase, and the total since the process started.</summary>
+internal sealed record CpuSummary(TimeSpan Settled, double SettledCores, double IdleCores, double TotalSeconds);
+
+/// <summary>The exchanges the relays timed: Gatehouse → Pebble (ACME, TLS handshakes left out) and Pebble → edge (HTTP-01).</summary>
+internal sealed record WireTimes(List<Exchange> Acme, List<Exchange> Validations);
+
+internal sealed record PhaseResult(
+    string Name,
+    string How,
+    int Requested,
+    List<Sample> Samples,
+    DateTimeOffset Start,
+    DateTimeOffset End,
+    double GatehouseCpu,
+    double CaCpu,
+    double BenchCpu,
+    long PeakKiB,
+    bool PeakIsPerPhase,
+    long RssEndKiB,
+    bool StoppedByLimit)
+{
+    public TimeSpan Wall => End - Start;
+}
+
+internal sealed class Bench(GatehouseProcess gatehouse, AdminClient admin, int httpsPort, X509Certificate2 issuingRoot, TimeSpan certificateLimit)
+{
+    /// <summary>Between handshake probes before Gatehouse logged "Issued" for the name (a safety net only: the
+    /// record is written after that log line, so the certificate cannot be served earlier).</summary>
+    private static readonly TimeSpan SlowProbe = TimeSpan.FromSeconds(1);
+
+    /// <summary>Between handshake probes once "Issued" was logged: the resolution of the served time.</summary>
+    private static readonly TimeSpan FastProbe = TimeSpan.FromMilliseconds(2);
+
+    public async Task<PhaseResult> RunAsync(string name, string how, string mode, List<string> hosts, int outstanding, TimeSpan limit, int[] caPids)
+    {
+        Console.Error.WriteLine($"acme: {name}: {hosts.Count} certificates, {how}...");
+        var peakIsPerPhase = ProcStats.ResetPeak(gatehouse.Pid);
+        var gatehouseCpu = ProcStats.CpuSeconds(gatehouse.Pid);
+        var caCpu = caPids.Sum(ProcStats.CpuSeconds);
+        var benchCpu = Process.GetCurrentProcess().TotalProcessorTime.TotalSeconds;
+        var samples = new ConcurrentQueue<Sample>();
+        var start = DateTimeOffset.UtcNow;
+        var deadline = start + limit;
+        var stopped = false;
+        if (mode == "burst")
+        {
+            var waits = new List<Task<Sample>>();
+            foreach (var host in hosts)
+            {
+                var added = await AddAsync(host);
+                waits.Add(WaitServedAsync(name, host, added.Start, added.Done, Min(added.Start + certificateLimit, deadline)));
+            }
+
+            foreach (var sample in await Task.WhenAll(waits))
+            {
+                samples.Enqueue(sample);
+            }
+
+            stopped = samples.Any(s => s.Served is null) && DateTimeOffset.UtcNow >= deadline;
+        }
+        else
+        {
+            var next = -1;
+            await Task.WhenAll(Enumerable.Range(0, outstanding).Select(async _ =>
+            {
+                while (true)
+                {
+                    var index = Interlocked.Increment(ref next);
+                    if (index >= hosts.Count)
+                    {
+                        return;
+                    }
+
+                    if (DateTimeOffset.UtcNow >= deadline)
+                    {
+                        stopped = true;
+                        return;
+                    }
+
+                    var added = await AddAsync(hosts[index]);
+                    var sample = await WaitServedAsync(name, hosts[index], added.Start, added.Done, Min(added.Start + certificateLimit, deadline));
+                    samples.Enqueue(outstanding == 1 ? sample with { GatehouseCpuAfter = ProcStats.CpuSeconds(gatehouse.Pid) - gatehouseCpu } : sample);
+                }
+            }));
+        }
+
+        var end = samples.Max(s => s.Served) ?? DateTimeOffset.UtcNow;
+        var result = new PhaseResult(
+            name, how, hosts.Count, [.. samples.OrderBy(s => s.AddStart)], start, end,
+            ProcStats.CpuSeconds(gatehouse.Pid) - gatehouseCpu,
+            caPids.Sum(ProcStats.CpuSeconds) - caCpu,
+            Process.GetCurrentProcess().TotalProcessorTime.TotalSeconds - benchCpu,
+            ProcStats.Memory(gatehouse.Pid).PeakKiB,
+            peakIsPerPhase,
+            ProcStats.Memory(gatehouse.Pid).RssKiB,
+            stopped);
+        var served = result.Samples.Count(s => s.Served is not null);
+        Console.Error.WriteLine($"acme: {name}: {served} of {hosts.Count} served in {result.Wall.TotalSeconds:0.00} s");
+        return result;
+    }
+
+    /// <summary>Waits until Gatehouse used less than <paramref name="maxIdleCores"/> over the last second (background
+    /// JIT done), at most <paramref name="limit"/>.</summary>
+    public async Task<(TimeSpan Waited, double LastCores)> SettleAsync(double maxIdleCores, TimeSpan limit)
+    {
+        var clock = Stopwatch.StartNew();
+        while (true)
+        {
+            var cores = await IdleCoresAsync(TimeSpan.FromSeconds(1));
+            if (cores < maxIdleCores || clock.Elapsed >= limit)
+            {
+                return (clock.Elapsed, cores);
+            }
+        }
+    }
+
+    /// <summary>Gatehouse's CPU use while nothing is asked of it (timers, store polls), cores.</summary>
+    public async Task<double> IdleCoresAsync(TimeSpan duration)
+    {
+        var before = ProcStats.CpuSeconds(gatehouse.Pid);
+        var clock = Stopwatch.StartNew();
+        await Task.Delay(duration);
+        return (ProcStats.CpuSeconds(gatehouse.Pid) - before) / clock.Elapsed.TotalSeconds;
+    }
+
+    private static DateTimeOffset Min(DateTimeOffset a, DateTimeOffset b) => a < b ? a : b;
+
+    private async Task<(DateTimeOffset Start, DateTimeOffset Done)> AddAsync(string host)
+    {
+        var start = DateTimeOffset.UtcNow;
+        await admin.AddSiteAsync(host);
+        return (start, DateTimeOffset.UtcNow);
+    }
+
+    private async Task<Sample> WaitServedAsync(string phase, string host, DateTimeOffset addStart, DateTimeOffset addDone, DateTimeOffset deadline)
+    {
+        var issued = gatehouse.IssuedSignal(host);
+        var probes = 0;
+        while (true)
+        {
+            probes++;
+            var probeStart = DateTimeOffset.UtcNow;
+            if (await TryServedSerialAsync(host) is { } serial)
+            {
+                var served = DateTimeOffset.UtcNow;
+                return new Sample(phase, host, addStart, addDone, served, serial, probes, served - probeStart);
+            }
+
+            var now = DateTimeOffset.UtcNow;
+            if (now >= deadline)
+            {
+                Console.Error.WriteLine($"acme: {host} was not served with a Pebble certificate within {(deadline - addStart).TotalSeconds:0} s; last log lines:\n{string.Join('\n', gatehouse.Tail(10))}");
+                return new Sample(phase, host, addStart, addDone, null, null, probes);
+            }
+
+            if (issued.IsCompleted)
+            {
+                await Task.Delay(FastProbe);
+            }
+            else
+            {
+                await Task.WhenAny(issued, Task.Delay(Min(now + SlowProbe, deadline) - now));
+            }
+        }
+    }
+
+    /// <summary>The serial of the certificate the edge presents for <paramref name="host"/>, when it chains to Pebble's
+    /// issuing root and names the host; null otherwise (no certificate yet: the edge ends the handshake).</summary>
+    private async Task<string?> TryServedSerialAsync(string host)
+    {
+        using var attempt = new CancellationTokenSource(TimeSpan.FromSeconds(5));
+        using var tcp = new TcpClient();
+        try
+        {
+            await tcp.ConnectAsync(IPAddress.Loopback, httpsPort, attempt.Token);
+            await using var tls = new SslStream(tcp.GetStream());
+            var trust = new X509ChainPolicy { TrustMode = X509ChainTrustMode.CustomRootTrust, RevocationMode = X509RevocationMode.NoCheck };
+            trust.CustomTrustStore.Add(issuingRoot);
+            await tls.AuthenticateAsClientAsync(new SslClientAuthenticationOptions { TargetHost = host, CertificateChainPolicy = trust }, attempt.Token);
+            using var leaf = new X509Certificate2(tls.RemoteCertificate!);
+            return leaf.SerialNumber;
+        }
+        catch (Exception ex) when (ex is SocketException or IOException or System.Security.Authentication.AuthenticationException or OperationCanceledException)
+        {
+            return null;
+        }
+    }
+}
+
+/// <summary>The admin API of the Gatehouse under test (trusting only its local CA root, with its bearer token).</summary>
+internal sealed class AdminClient : IDisposable
+{
+    private readonly HttpClient _http;
+
+    private AdminClient(HttpClient http) => _http = http;
+
+    public static async Task<AdminClient> ConnectAsync(GatehouseProcess gatehouse, string dataDirectory, int port, TimeSpan timeout)
+    {
+        var clock = Stopwatch.StartNew();
+        var rootPath = Path.Combine(dataDirectory, "local-ca-root.pem");
+        var tokenPath = Path.Combine(dataDirectory, "admin.token");
+        while (!File.Exists(rootPath) || !File.Exists(tokenPath))
+        {
+            Check(gatehouse, clock, timeout);
+            await Task.Delay(50);
+        }
+
+        var trust = new X509ChainPolicy { TrustMode = X509ChainTrustMode.CustomRootTrust, RevocationMode = X509RevocationMode.NoCheck };
+        trust.CustomTrustStore.Add(X509Certificate2.CreateFromPem(await File.ReadAllTextAsync(rootPath)));
+        var http = new HttpClient(new SocketsHttpHandler { SslOptions = new SslClientAuthenticationOptions { CertificateChainPolicy = trust } })
+        {
+            BaseAddress = new Uri($"https://127.0.0.1:{port}/"),
+            Timeout = TimeSpan.FromSeconds(30),
+        };
+        http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", (await File.ReadAllTextAsync(tokenPath)).Trim());
+        while (true)
+        {
+            Check(gatehouse, clock, timeout);
+            try
+            {
+                using var ready = await http.GetAsync(new Uri("readyz", UriKind.Relative));
+                if (ready.IsSuccessStatusCode)
+                {
+                    return new AdminClient(http);
+                }
+            }
+            catch (HttpRequestException)
+            {
+                // not listening yet
+            }
+
+            await Task.Delay(50);
+        }
+    }
+
+    public async Task AddSiteAsync(string host)
+    {
+        var body = $$"""{"hosts":["{{host}}"],"backends":["http://127.0.0.1:9"],"issuers":["pebble"]}""";
+        using var content = new StringContent(body, Encoding.UTF8, "application/json");
+        using var response = await _http.PostAsync(new Uri("v1/sites", UriKind.Relative), content);
+        if (response.StatusCode != HttpStatusCode.Created)
+        {
+            throw new InvalidOperationException($"POST /v1/sites for {host}: {(int)response.StatusCode} {await response.Content.ReadAsStringAsync()}");
+        }
+    }
+
+    public void Dispose() => _http.Dispose();
+
+    private static void Check(GatehouseProcess gatehouse, Stopwatch clock, TimeSpan timeout)
+    {
+        if (gatehouse.HasExited || clock.Elapsed > timeout)
+        {
+            throw new InvalidOperationException($"Gatehouse did not become ready within {timeout.TotalSeconds:0} s; its output:\n{string.Join('\n', gatehouse.Tail(40))}");
+        }
+    }
+}
+
+/// <summary>A line of Gatehouse's JSON console log.</summary>
+internal sealed record LogEvent(DateTimeOffset Timestamp, int EventId, string Level, string Category, string Message, IReadOnlyDictionary<string, string> State)
+{
+    public string? this[string key] => State.GetValueOrDefault(key);
+
+    public static LogEvent? TryParse(string line)
+    {
+        try
+        {
+            using var json = JsonDocument.Parse(line);
+            var root = json.RootElement;
+            var state = new Dictionary<string, string>(StringComparer.Ordinal);
+            if (root.TryGetProperty(nameof(State), out var values) && values.ValueKind == JsonValueKind.Object)
+            {
+                foreach (var property in values.EnumerateObject())
+                {
+                    state[property.Name] = property.Value.ValueKind == JsonValueKind.String ? property.Value.GetString()! : property.Value.GetRawText();
+                }
+            }
+
+            return new LogEvent(
+                DateTimeOffset.Parse(root.GetProperty(nameof(Timestamp)).GetString()!, CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal),
+                root.GetProperty(nameof(EventId)).GetInt32(),
+                root.GetProperty("LogLevel").GetString() ?? "",
+                root.GetProperty(nameof(Category)).GetString() ?? "",
+                root.GetProperty(nameof(Message)).GetString() ?? "",
+                state);
+        }
+        catch (Exception ex) when (ex is JsonException or KeyNotFoundException or FormatException or InvalidOperationException)
+        {
+            return null;
+        }
+    }
+}
+
+/// <summary>`dotnet gatehouse.dll serve` with no GATEHOUSE_* variable; its log is kept (raw in a file, parsed in memory).</summary>
+internal sealed class GatehouseProcess : IAsyncDisposable
+{
+    /// <summary>Event 3002, "Issued certificate {CertificateId} ...".</summary>
+    public const int IssuedEvent = 3002;
+
+    private readonly Process _process;
+    private readonly StreamWriter _log;
+    private readonly List<LogEvent> _events = [];
+    private readonly List<string> _lines = [];
+    private readonly ConcurrentDictionary<string, TaskCompletionSource<LogEvent>> _issued = new(StringComparer.Ordinal);
+
+    private GatehouseProcess(Process process, StreamWriter log)
+    {
+        _process = process;
+        _log = log;
+    }
+
+    public int Pid => _process.Id;
+
+    public bool HasExited => _process.HasExited;
+
+    public static GatehouseProcess Start(string dll, string directory, string config, string logPath)
+    {
+        var start = new ProcessStartInfo("dotnet", ["exec", dll, "serve", "--config", config])
+        {
+            WorkingDirectory = directory,
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+        };
+        foreach (var name in start.Environment.Keys.Where(k => k.StartsWith("GATEHOUSE_", StringComparison.Ordinal)).ToList())
+        {
+            start.Environment.Remove(name); // measure the config written by the bench, nothing else
+        }
+
+        var log = new StreamWriter(logPath) { AutoFlush = true };
+        var process = Process.Start(start) ?? throw new InvalidOperationException("dotnet did not start");
+        var gatehouse = new GatehouseProcess(process, log);
+        process.OutputDataReceived += (_, e) => gatehouse.OnLine(e.Data, stderr: false);
+        process.ErrorDataReceived += (_, e) => gatehouse.OnLine(e.Data, stderr: true);
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+        return gatehouse;
+    }
+
+    /// <summary>Completes when "Issued" is logged for certificate <paramref name="id"/> (the site's first host).</summary>
+    public Task<LogEvent> IssuedSignal(string id) => _issued.GetOrAdd(id, _ => new TaskCompletionSource<LogEvent>(TaskCreationOptions.RunContinuationsAsynchronously)).Task;
+
+    public List<LogEvent> Events()
+    {
+        lock (_events)
+        {
+            return [.. _events];
+        }
+    }
+
+    public List<string> Tail(int count)
+    {
+        lock (_events)
+        {
+            return [.. _lines.TakeLast(count)];
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (!_process.HasExited)
+        {
+            using (var kill = Process.Start("kill", ["-TERM", _process.Id.ToString(CultureInfo.InvariantCulture)]))
+            {
+                await kill.WaitForExitAsync();
+            }
+
+            using var grace = new CancellationTokenSource(TimeSpan.FromSeconds(20));
+            try
+            {
+                await _process.WaitForExitAsync(grace.Token);
+            }
+            catch (OperationCanceledException)
+            {
+                _process.Kill(entireProcessTree: true);
+                await _process.WaitForExitAsync();
+            }
+        }
+
+        _process.Dispose();
+        lock (_events)
+        {
+            _log.Dispose();
+        }
+    }
+
+    private void OnLine(string? line, bool stderr)
+    {
+        if (line is null)
+        {
+            return;
+        }
+
+        var parsed = stderr ? null : LogEvent.TryParse(line);
+        lock (_events)
+        {
+            _log.WriteLine(stderr ? "stderr: " + line : line);
+            _lines.Add(line);
+            if (_lines.Count > 2000)
+            {
+                _lines.RemoveRange(0, 1000);
+            }
+
+            if (parsed is not null)
+            {
+                _events.Add(parsed);
+            }
+        }
+
+        if (parsed is { EventId: IssuedEvent } && parsed["CertificateId"] is { } id)
+        {
+            _issued.GetOrAdd(id, _ => new TaskCompletionSource<LogEvent>(TaskCreationOptions.RunContinuationsAsynchronously)).TrySetResult(parsed);
+        }
+    }
+}
+
+/// <summary>CPU time and memory of a process from /proc.</summary>
+internal static class ProcStats
+{
+    private static readonly double TicksPerSecond = ClockTicks();
+
+    public static double CpuSeconds(int pid) => TryReadStat(pid, out _, out _, out var ticks) ? ticks / TicksPerSecond : 0;
+
+    /// <summary>comm (field 2), ppid (field 4) and utime + stime (fields 14 + 15) of /proc/PID/stat, all threads.</summary>
+    public static bool TryReadStat(int pid, out string comm, out int parent, out long cpuTicks)
+    {
+        comm = "";
+        parent = 0;
+        cpuTicks = 0;
+        string text;
+        try
+        {
+            text = File.ReadAllText($"/proc/{pid}/stat");
+        }
+        catch (IOException)
+        {
+            return false;
+        }
+        catch (UnauthorizedAccessException)
+        {
+            return false;
+        }
+
+        var open = text.IndexOf('(', StringComparison.Ordinal);
+        var close = text.LastIndexOf(')');
+        if (open < 0 || close < open)
+        {
+            return false;
+        }
+
+        comm = text[(open + 1)..close];
+        var fields = text[(close + 2)..].Split(' '); // fields[0] is field 3 (state)
+        parent = int.Parse(fields[1], CultureInfo.InvariantCulture);
+        cpuTicks = long.Parse(fields[11], CultureInfo.InvariantCulture) + long.Parse(fields[12], CultureInfo.InvariantCulture);
+        return true;
+    }
+
+    /// <summary>VmRSS and VmHWM (peak RSS) of /proc/PID/status, KiB.</summary>
+    public static (long RssKiB, long PeakKiB) Memory(int pid)
+    {
+        long rss = 0, peak = 0;
+        foreach (var line in File.ReadLines($"/proc/{pid}/status"))
+        {
+            if (line.StartsWith("VmRSS:", StringComparison.Ordinal))
+            {
+                rss = long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], CultureInfo.InvariantCulture);
+            }
+            else if (line.StartsWith("VmHWM:", StringComparison.Ordinal))
+            {
+                peak = long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], CultureInfo.InvariantCulture);
+            }
+        }
+
+        return (rss, peak);
+    }
+
+    /// <summary>Resets VmHWM to the current RSS (Linux ≥ 4.0: "5" to /proc/PID/clear_refs), so the next read is the
+    /// peak since now. False when the kernel refuses; VmHWM then stays the peak since process start.</summary>
+    public static bool ResetPeak(int pid)
+    {
+        try
+        {
+            File.WriteAllText($"/proc/{pid}/clear_refs", "5");
+            return true;
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            return false;
+        }
+    }
+
+    /// <summary>The unit of utime and stime (`getconf CLK_TCK`, 100 on Linux).</summary>
+    private static double ClockTicks()
+    {
+        using var getconf = Process.Start(new ProcessStartInfo("getconf", ["CLK_TCK"]) { RedirectStandardOutput = true })
+            ?? throw new InvalidOperationException("getconf did not start");
+        var text = getconf.StandardOutput.ReadToEnd();
+        getconf.WaitForExit();
+        return double.Parse(text.Trim(), CultureInfo.InvariantCulture);
+    }
+}
+
+internal sealed class Arguments(Dictionary<string, string> values)
+{
+    public static Arguments Parse(string[] args)
+    {
+        var values = new Dictionary<string, string>(StringComparer.Ordinal);
+        for (var i = 0; i + 1 < args.Length; i += 2)
+        {
+            values[args[i]] = args[i + 1];
+        }
+
+        return new Arguments(values);
+    }
+
+    public string Require(string name) => values.TryGetValue(name, out var value) ? value : throw new ArgumentException($"{name} is required.");
+
+    public string Get(string name, string fallback) => values.GetValueOrDefault(name, fallback);
+
+    public int Int(string name, int fallback) => values.TryGetValue(name, out var value) ? int.Parse(value, CultureInfo.InvariantCulture) : fallback;
+}
