@@ -20,7 +20,7 @@ public sealed record AcmeClientOptions
 
     /// <summary>The first wait when polling without <c>Retry-After</c>; doubled after each poll up to
     /// <see cref="MaxPollDelay"/>.</summary>
-    public TimeSpan FirstPollDelay { get; init; } = TimeSpan.FromMilliseconds(50);
+    public TimeSpan FirstPollDelay { get; init; } = TimeSpan.FromMilliseconds(10);
 
     public TimeSpan MaxPollDelay { get; init; } = TimeSpan.FromSeconds(2);
 

@@ -1,5 +1,3 @@
-using Microsoft.Extensions.FileProviders;
-
 namespace Gatehouse.Hosting;
 
 /// <summary>
@@ -14,24 +12,31 @@ internal static class ConfigWatcher
     public static async Task RunAsync(GatehouseConfiguration configuration, GatehouseServer server, ILogger logger, CancellationToken cancellationToken)
     {
         var path = configuration.ConfigPath!;
-        using var files = new PhysicalFileProvider(Path.GetDirectoryName(path)!) { UsePollingFileWatcher = false };
         var fileName = Path.GetFileName(path);
         var current = server.Options;
-        var token = files.Watch(fileName);
+
+        // One directory, the config file's name only: the data directory often lives below the config file, and a
+        // recursive watch would wake on every store write.
+        var signal = NewSignal();
+        using var watcher = new FileSystemWatcher(Path.GetDirectoryName(path)!, fileName)
+        {
+            IncludeSubdirectories = false,
+            NotifyFilter = NotifyFilters.LastWrite | NotifyFilters.FileName | NotifyFilters.Size | NotifyFilters.CreationTime,
+        };
+        FileSystemEventHandler onChange = (_, _) => Volatile.Read(ref signal).TrySetResult();
+        watcher.Changed += onChange;
+        watcher.Created += onChange;
+        watcher.Renamed += (_, e) => { if (e.Name == fileName) { Volatile.Read(ref signal).TrySetResult(); } };
+        watcher.EnableRaisingEvents = true;
         while (!cancellationToken.IsCancellationRequested)
         {
             try
             {
-                var changed = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-                using (token.RegisterChangeCallback(static s => ((TaskCompletionSource)s!).TrySetResult(), changed))
-                {
-                    await changed.Task.WaitAsync(cancellationToken);
-                }
-
+                await Volatile.Read(ref signal).Task.WaitAsync(cancellationToken);
                 await Task.Delay(Debounce, cancellationToken); // editors write in several steps
 
-                // Watch again before reading, so an edit made while this one is applied is not missed.
-                token = files.Watch(fileName);
+                // Arm again before reading, so an edit made while this one is applied is not missed.
+                Volatile.Write(ref signal, NewSignal());
                 current = await ApplyAsync(configuration, server, current, logger, cancellationToken);
             }
             catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
@@ -45,6 +50,8 @@ internal static class ConfigWatcher
             }
         }
     }
+
+    private static TaskCompletionSource NewSignal() => new(TaskCreationOptions.RunContinuationsAsynchronously);
 
     private static async Task<GatehouseOptions> ApplyAsync(GatehouseConfiguration configuration, GatehouseServer server, GatehouseOptions current, ILogger logger, CancellationToken cancellationToken)
     {

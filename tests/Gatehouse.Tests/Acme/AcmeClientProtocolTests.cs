@@ -134,13 +134,13 @@ public sealed class AcmeClientProtocolTests : IDisposable
         await _session.EnsureAccountAsync(CancellationToken.None);
         var polls = 0;
         _server.Respond = request => request.Path == "/order/1"
-            ? FakeAcmeServer.Json(HttpStatusCode.OK, FakeAcmeServer.Order(Interlocked.Increment(ref polls) < 9 ? "processing" : "valid", FakeAcmeServer.Origin + "/cert/1"))
+            ? FakeAcmeServer.Json(HttpStatusCode.OK, FakeAcmeServer.Order(Interlocked.Increment(ref polls) < 11 ? "processing" : "valid", FakeAcmeServer.Origin + "/cert/1"))
             : null;
 
         var order = await _session.WaitForOrderAsync(OrderUrl, CancellationToken.None);
 
         Assert.Equal(AcmeOrderStatus.Valid, order.Status);
-        Assert.Equal([50, 100, 200, 400, 800, 1600, 2000, 2000], _time.Waits.Select(w => (int)w.TotalMilliseconds));
+        Assert.Equal([10, 20, 40, 80, 160, 320, 640, 1280, 2000, 2000], _time.Waits.Select(w => (int)w.TotalMilliseconds));
     }
 
     [Fact]
