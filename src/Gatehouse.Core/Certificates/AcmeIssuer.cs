@@ -27,6 +27,9 @@ public sealed record AcmeIssuerSettings
     /// <summary>Pick the chain whose root has this common name, when the CA offers alternates.</summary>
     public string? PreferredChain { get; init; }
 
+    /// <summary>The certificate key type for sites that do not name one (ec256, ec384, rsa2048, rsa3072, rsa4096).</summary>
+    public string? DefaultKeyType { get; init; }
+
     /// <summary>The account key's algorithm for a new account.</summary>
     public AcmeKeyAlgorithm AccountKeyAlgorithm { get; init; } = AcmeKeyAlgorithm.Es256;
 }
@@ -65,6 +68,9 @@ public sealed partial class AcmeIssuer : ICertificateIssuer, IRenewalInfoSource,
     }
 
     public string Name => _settings.Name;
+
+    /// <summary>The certificate key type for sites of this issuer that do not name one.</summary>
+    public string? DefaultKeyType => _settings.DefaultKeyType;
 
     /// <summary>The account session (registered on first use); exposed for revocation and tests.</summary>
     public async Task<AcmeAccountSession> GetSessionAsync(CancellationToken cancellationToken)

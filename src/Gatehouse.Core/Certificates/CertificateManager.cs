@@ -77,7 +77,7 @@ public sealed class CertificateManager : BackgroundService
 
     /// <summary>The certificate a site needs.</summary>
     public static CertificateDemand DemandOf(SiteDefinition site) =>
-        new(site.Id, site.Hosts, site.Issuers.Count > 0 ? site.Issuers : [LocalCertificateAuthority.IssuerName], site.KeyType ?? "ec256", site.Profile);
+        new(site.Id, site.Hosts, site.Issuers.Count > 0 ? site.Issuers : [LocalCertificateAuthority.IssuerName], site.KeyType, site.Profile);
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
@@ -330,7 +330,8 @@ public sealed class CertificateManager : BackgroundService
     private async Task<CertificateRecord> IssueAsync(CertificateDemand demand, CertificateRecord? current, string reason, CancellationToken cancellationToken)
     {
         var now = _time.GetUtcNow();
-        using var key = AcmeCsr.CreateKey(demand.KeyType switch
+        var keyType = demand.KeyType ?? DefaultKeyType(demand);
+        using var key = AcmeCsr.CreateKey(keyType switch
         {
             "ec384" => AcmeCertificateKeyType.EcdsaP384,
             "rsa2048" => AcmeCertificateKeyType.Rsa2048,
@@ -340,6 +341,7 @@ public sealed class CertificateManager : BackgroundService
         });
         var csr = AcmeCsr.Create(key, demand.Names);
         var errors = new List<string>();
+        var attempts = new List<CertificateAttempt>();
         var retryable = true;
         DateTimeOffset? issuerRetryAfter = null;
         foreach (var issuerName in demand.Issuers)
@@ -355,19 +357,23 @@ public sealed class CertificateManager : BackgroundService
             {
                 var previous = current?.Issuer == issuerName ? current.ChainPem : null;
                 var chain = await issuer.IssueAsync(new IssuanceRequest(demand.Id, demand.Names, csr, previous) { Profile = demand.Profile }, cancellationToken);
-                var issued = Issued(demand, issuerName, chain, key, now);
+                var issued = Issued(demand, issuerName, chain, key, now) with { KeyType = keyType == "ec256" ? null : keyType };
+                attempts.Add(new CertificateAttempt(now, issuerName, true, "issued serial " + issued.Serial));
+                issued = issued with { History = History(attempts, current) };
 
                 // An issuer that gives renewal advice is asked right away; its window replaces the one-third rule.
                 return issuer is IRenewalInfoSource ? issued with { RenewalInfoCheckAt = now } : issued;
             }
             catch (IssuanceException ex)
             {
+                attempts.Add(new CertificateAttempt(now, issuerName, false, ex.Message));
                 errors.Add($"{issuerName}: {ex.Message}");
                 retryable &= ex.Retryable;
                 issuerRetryAfter = ex.RetryAfter;
             }
             catch (Exception ex) when (ex is CryptographicException or FormatException)
             {
+                attempts.Add(new CertificateAttempt(now, issuerName, false, ex.Message));
                 errors.Add($"{issuerName}: {ex.Message}");
             }
         }
@@ -384,6 +390,7 @@ public sealed class CertificateManager : BackgroundService
         CertificateLog.IssuanceFailed(_logger, demand.Id, failures, retryAt, error);
         return (current ?? new CertificateRecord { Id = demand.Id, Names = demand.Names }) with
         {
+            History = History(attempts, current),
             Names = current?.HasChain == true ? current.Names : demand.Names,
             AttemptedNames = demand.Names,
             Status = CertificateStatus.Failing,
@@ -439,12 +446,18 @@ public sealed class CertificateManager : BackgroundService
             NotBefore = notBefore,
             NotAfter = notAfter,
             RenewAfter = RenewalPolicy.RenewAfter(notBefore, notAfter),
-            KeyType = demand.KeyType == "ec256" ? null : demand.KeyType,
             Profile = demand.Profile,
             Status = CertificateStatus.Valid,
             LastAttempt = now,
         };
     }
+
+    /// <summary>The key type of the first issuer that names one (an ACME issuer's <c>keyType</c>), else ec256.</summary>
+    private string DefaultKeyType(CertificateDemand demand) =>
+        demand.Issuers.Select(name => _issuers.GetValueOrDefault(name)).OfType<AcmeIssuer>().Select(i => i.DefaultKeyType).FirstOrDefault(k => k is not null) ?? "ec256";
+
+    private static IReadOnlyList<CertificateAttempt> History(List<CertificateAttempt> attempts, CertificateRecord? current) =>
+        [.. Enumerable.Reverse(attempts).Concat(current?.History ?? []).Take(CertificateRecord.MaxHistory)];
 
     /// <summary>Asks the certificate's issuer for renewal advice (RFC 9773) and returns the record with it: renewal at
     /// the time picked in the CA's window, the next question when the CA said. Failures keep the current plan and ask

@@ -26,6 +26,13 @@ public sealed record CertificateRecord
     /// <summary>The key type of the current chain's key (null: ec256).</summary>
     public string? KeyType { get; init; }
 
+    /// <summary>The latest attempts, newest first (at most <see cref="MaxHistory"/>): when, which issuer, and what
+    /// came of it (the serial issued, or the issuer's words).</summary>
+    public IReadOnlyList<CertificateAttempt> History { get; init; } = [];
+
+    /// <summary>How many attempts <see cref="History"/> keeps.</summary>
+    public const int MaxHistory = 10;
+
     /// <summary>The ACME profile the current chain was ordered with.</summary>
     public string? Profile { get; init; }
 
@@ -73,6 +80,13 @@ public sealed record CertificateRecord
     [JsonIgnore]
     public bool HasChain => ChainPem is not null && SealedKey is not null;
 }
+
+/// <summary>One issuance attempt with one issuer.</summary>
+/// <param name="At">When it was made.</param>
+/// <param name="Issuer">The issuer asked.</param>
+/// <param name="Succeeded">Whether a certificate came of it.</param>
+/// <param name="Detail">The serial issued, or the issuer's problem detail.</param>
+public sealed record CertificateAttempt(DateTimeOffset At, string Issuer, bool Succeeded, string Detail);
 
 /// <summary>Where a certificate stands.</summary>
 public enum CertificateStatus

@@ -4,9 +4,10 @@ namespace Gatehouse.Certificates;
 /// <param name="Id">The certificate id (the site id; internal ids start with '_').</param>
 /// <param name="Names">The names it must cover, first one as subject.</param>
 /// <param name="Issuers">Issuers to try in order (never empty).</param>
-/// <param name="KeyType">The key type to issue with (see <see cref="Sites.SiteDefinition.KeyTypes"/>).</param>
+/// <param name="KeyType">The key type to issue with (see <see cref="Sites.SiteDefinition.KeyTypes"/>); null: the first
+/// issuer's default key type, else ec256.</param>
 /// <param name="Profile">The ACME profile to ask for, if any.</param>
-public sealed record CertificateDemand(string Id, IReadOnlyList<string> Names, IReadOnlyList<string> Issuers, string KeyType = "ec256", string? Profile = null);
+public sealed record CertificateDemand(string Id, IReadOnlyList<string> Names, IReadOnlyList<string> Issuers, string? KeyType = null, string? Profile = null);
 
 /// <summary>What to do about one certificate, and when.</summary>
 public enum RenewalAction
@@ -56,7 +57,7 @@ public static class RenewalPolicy
         {
             reason = "the issuers changed";
         }
-        else if ((record.KeyType ?? "ec256") != demand.KeyType)
+        else if (demand.KeyType is { } keyType && (record.KeyType ?? "ec256") != keyType)
         {
             reason = "the key type changed";
         }

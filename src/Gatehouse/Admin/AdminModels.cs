@@ -29,12 +29,13 @@ public sealed record CertificateView(
     DateTimeOffset? NextRenewal,
     string Status,
     string? LastError,
-    bool Served)
+    bool Served,
+    IReadOnlyList<CertificateAttempt> History)
 {
     public static CertificateView From(CertificateRecord record, bool served) =>
         new(record.Id, record.Names, record.Issuer, record.Serial, record.NotBefore, record.NotAfter,
             record.ConsecutiveFailures > 0 ? record.RetryAfter : record.RenewAfter,
-            record.Status.ToString().ToLowerInvariant(), record.LastError, served);
+            record.Status.ToString().ToLowerInvariant(), record.LastError, served, record.History);
 }
 
 /// <summary>An RFC 9457 problem document with the list of what is wrong.</summary>

@@ -60,6 +60,7 @@ internal static class AcmeIssuers
                 EabKeyId = issuer.EabKeyId,
                 EabHmacKey = hmac,
                 PreferredChain = issuer.PreferredChain,
+                DefaultKeyType = issuer.KeyType,
             };
             issuers.Add(new AcmeIssuer(settings, CreateHttpClient(issuer), store, cipher, solvers, time, loggers.CreateLogger<AcmeIssuer>()));
         }

@@ -16,7 +16,7 @@ public sealed class GatehouseConfiguration
     public const string EnvironmentPrefix = "GATEHOUSE_";
 
     private static readonly string[] TopLevelKeys = ["dataDirectory", "edge", "admin", "localCa", "keys", "issuers", "certificates", "welcome", "sites", "logging"];
-    private static readonly string[] AcmeIssuerKeys = ["type", "directory", "contact", "acceptTerms", "caBundle", "eab", "preferredChain", "challenges", "dns"];
+    private static readonly string[] AcmeIssuerKeys = ["type", "directory", "contact", "acceptTerms", "caBundle", "eab", "preferredChain", "challenges", "dns", "keyType"];
     private static readonly string[] DnsKeys = ["type", "server", "zone", "keyName", "algorithm", "secretEnv", "secretFile", "command", "nameservers", "nameserverPort", "propagationTimeout"];
     private static readonly string[] EabKeys = ["kid", "hmacEnv", "hmacFile"];
     private static readonly string[] ChallengeTypes = ["http-01", "tls-alpn-01", "dns-01"];
@@ -306,6 +306,11 @@ public sealed class GatehouseConfiguration
                 }
 
                 var dns = ReadDns(section.GetSection("dns"), path + ":dns");
+                if (section["keyType"] is { } issuerKeyType && !SiteDefinition.KeyTypes.Contains(issuerKeyType))
+                {
+                    Error(path + ":keyType", $"'{issuerKeyType}' is not a key type ({string.Join(", ", SiteDefinition.KeyTypes)})");
+                }
+
                 if (challenges.Contains("dns-01") && dns is null)
                 {
                     Error(path + ":challenges", "dns-01 needs a DNS provider: add dns: {type: rfc2136, ...} or dns: {type: exec, command: [...]}");
@@ -330,6 +335,7 @@ public sealed class GatehouseConfiguration
                     PreferredChain = section["preferredChain"],
                     Challenges = challenges.Count > 0 ? challenges.OfType<string>().ToList() : ["http-01", "tls-alpn-01"],
                     Dns = dns,
+                    KeyType = section["keyType"],
                 });
             }
 

@@ -131,6 +131,9 @@ public sealed record AcmeIssuerOptions
     /// <summary>Pick the chain whose root has this common name, when the CA offers alternates.</summary>
     public string? PreferredChain { get; init; }
 
+    /// <summary>Certificate key type for sites that name none.</summary>
+    public string? KeyType { get; init; }
+
     /// <summary>Challenge types to use, in order of preference.</summary>
     public IReadOnlyList<string> Challenges { get; init; } = ["http-01", "tls-alpn-01"];
 

@@ -96,6 +96,11 @@ public sealed class CertificateManagerTests : IAsyncLifetime
         _time.Advance(TimeSpan.FromMinutes(2));
         var issued = await WaitForAsync("fail.test", r => r.HasChain);
         Assert.Equal(CertificateStatus.Valid, issued.Status);
+
+        // Every attempt is kept, newest first, with the issuer's words.
+        Assert.Equal(2, issued.History.Count);
+        Assert.Equal(("local", true, "issued serial " + issued.Serial), (issued.History[0].Issuer, issued.History[0].Succeeded, issued.History[0].Detail));
+        Assert.Equal(("local", false, "The local CA has not been created yet."), (issued.History[1].Issuer, issued.History[1].Succeeded, issued.History[1].Detail));
         Assert.Equal(0, issued.ConsecutiveFailures);
         Assert.Null(issued.LastError);
     }
