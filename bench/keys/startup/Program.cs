@@ -96,7 +96,7 @@ static async Task<Run> MeasureAsync(string gatehouseDll, string directory, strin
         }
 
         var firstHandshake = clock.Elapsed;
-        var (rss, peak) = Memory(process.Id);
+        var (rss, peak) = ProcStats.Memory(process.Id);
         var firstResponse = await FirstResponseAsync(httpsPort, probe, certificate, timeout);
         return new Run(firstHandshake, firstResponse, rss / 1024.0, peak / 1024.0);
     }
@@ -150,24 +150,6 @@ static async Task<TimeSpan?> FirstResponseAsync(int port, string serverName, Bul
     }
 }
 
-static (long RssKiB, long PeakKiB) Memory(int pid)
-{
-    long rss = 0, peak = 0;
-    foreach (var line in File.ReadLines($"/proc/{pid}/status"))
-    {
-        if (line.StartsWith("VmRSS:", StringComparison.Ordinal))
-        {
-            rss = long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], CultureInfo.InvariantCulture);
-        }
-        else if (line.StartsWith("VmHWM:", StringComparison.Ordinal))
-        {
-            peak = long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], CultureInfo.InvariantCulture);
-        }
-    }
-
-    return (rss, peak);
-}
-
 static async Task StopAsync(Process process)
 {
     if (process.HasExited)
@@ -218,21 +200,3 @@ static string Seconds(TimeSpan? time) => time is { } t ? $"{t.TotalSeconds:0.00}
 internal sealed record Run(TimeSpan FirstHandshake, TimeSpan? FirstResponse, double RssMiB, double PeakRssMiB);
 
 internal sealed record Row(int Count, TimeSpan Seed, long StoreBytes, List<Run> Runs);
-
-internal sealed class Arguments(Dictionary<string, string> values)
-{
-    public static Arguments Parse(string[] args)
-    {
-        var values = new Dictionary<string, string>(StringComparer.Ordinal);
-        for (var i = 0; i + 1 < args.Length; i += 2)
-        {
-            values[args[i]] = args[i + 1];
-        }
-
-        return new Arguments(values);
-    }
-
-    public string Require(string name) => values.TryGetValue(name, out var value) ? value : throw new ArgumentException($"{name} is required.");
-
-    public string Get(string name, string fallback) => values.GetValueOrDefault(name, fallback);
-}

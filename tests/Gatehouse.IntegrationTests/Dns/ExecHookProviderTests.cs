@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using Gatehouse.Dns;
 using Gatehouse.IntegrationTests.Infrastructure;
 
@@ -73,11 +72,9 @@ public sealed class ExecHookProviderTests(Bind bind) : IClassFixture<Bind>, IDis
     {
         var marker = Path.Combine(_directory, "survived");
         var hook = Script("slow.sh", $"echo 'waiting for the API' >&2\nsleep 30\ntouch '{marker}'");
-        var stopwatch = Stopwatch.StartNew();
 
         var error = await Assert.ThrowsAsync<DnsException>(() => Provider(hook, TimeSpan.FromMilliseconds(500)).PresentAsync(Name, "v", CancellationToken.None));
 
-        Assert.InRange(stopwatch.Elapsed, TimeSpan.FromMilliseconds(400), TimeSpan.FromSeconds(10));
         Assert.Contains("did not finish within 0.5 s and was killed", error.Message);
         Assert.Contains("waiting for the API", error.Message);
         Assert.True(error.Transient);

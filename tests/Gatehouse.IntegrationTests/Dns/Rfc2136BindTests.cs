@@ -1,5 +1,4 @@
 using System.Collections.Concurrent;
-using System.Diagnostics;
 using Gatehouse.Dns;
 using Gatehouse.IntegrationTests.Infrastructure;
 using Microsoft.Extensions.Logging;
@@ -155,11 +154,9 @@ public sealed class Rfc2136BindTests(Bind bind) : IClassFixture<Bind>
     {
         using var provider = new Rfc2136Provider(bind.Options());
         var name = NewName();
-        var stopwatch = Stopwatch.StartNew();
 
         var error = await Assert.ThrowsAsync<DnsException>(() => provider.WaitUntilVisibleAsync(name, NewValue(), TimeSpan.FromSeconds(1.5), CancellationToken.None));
 
-        Assert.InRange(stopwatch.Elapsed, TimeSpan.FromSeconds(1.4), TimeSpan.FromSeconds(5));
         Assert.Contains($"the TXT value at {name} was not visible within 1.5 s", error.Message);
         // The wildcard A record makes the name exist: no TXT there, rather than NXDOMAIN.
         Assert.Contains($"{bind.Server} answered no TXT record", error.Message);

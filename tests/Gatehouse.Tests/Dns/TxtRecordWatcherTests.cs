@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using Gatehouse.Dns;
 using Microsoft.Extensions.Logging.Abstractions;
 
@@ -26,12 +25,10 @@ public sealed class TxtRecordWatcherTests
     {
         var queries = 0;
         await using var server = new FakeDnsServer(r => [Interlocked.Increment(ref queries) >= 3 ? Answer(r, "other", "value") : Answer(r, "other")]);
-        var stopwatch = Stopwatch.StartNew();
 
         await Watcher(server).WaitUntilVisibleAsync(Name, "value", TimeSpan.FromSeconds(10), CancellationToken.None);
 
         Assert.Equal(3, queries);
-        Assert.InRange(stopwatch.Elapsed, TimeSpan.FromMilliseconds(140), TimeSpan.FromSeconds(2)); // 50 ms + 100 ms of backoff
         Assert.All(server.Requests, r => Assert.False(r.Message.RecursionDesired));
         Assert.All(server.Requests, r => Assert.Equal(new DnsQuestion(Name, DnsRecordType.TXT), Assert.Single(r.Message.Questions)));
     }
@@ -40,12 +37,10 @@ public sealed class TxtRecordWatcherTests
     public async Task WaitUntilVisibleAsync_NeverVisible_TimesOutWithoutBusyLooping()
     {
         await using var server = new FakeDnsServer(r => [Answer(r, "stale")]);
-        var stopwatch = Stopwatch.StartNew();
 
         var error = await Assert.ThrowsAsync<DnsException>(() =>
             Watcher(server).WaitUntilVisibleAsync(Name, "value", TimeSpan.FromSeconds(2), CancellationToken.None));
 
-        Assert.InRange(stopwatch.Elapsed, TimeSpan.FromSeconds(1.9), TimeSpan.FromSeconds(4));
         // 50, 100, 200, 400, 800 ms, then 1 s: about six queries in two seconds.
         Assert.InRange(server.Requests.Count, 4, 8);
         Assert.Contains(Name, error.Message);
