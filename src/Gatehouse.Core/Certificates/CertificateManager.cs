@@ -295,6 +295,11 @@ public sealed class CertificateManager : BackgroundService
             var updated = decision.Action == RenewalAction.CheckRenewalInfo
                 ? await WithRenewalAdviceAsync(current!, work.Token)
                 : await IssueAsync(demand, current, decision.Reason, work.Token);
+            if (decision.Action == RenewalAction.Issue && updated.Status == CertificateStatus.Valid && updated.RenewalInfoCheckAt <= _time.GetUtcNow())
+            {
+                // Ask for the new certificate's renewal window in the same run: one write and one lock per issuance.
+                updated = await WithRenewalAdviceAsync(updated, work.Token);
+            }
             var condition = entry is null ? StoreCondition.Absent(key) : StoreCondition.Unchanged(key, entry.ModRevision);
             await _store.CommitAsync(new StoreTransaction().If(held.Fence).If(condition).Put(key, CoreJson.Serialize(updated)), work.Token);
         }

@@ -67,11 +67,15 @@ public static class SealedRecords
 
     public static readonly SealedRecordKind AcmeAccounts = new(
         "ACME account", StoreKeys.AcmeAccountsPrefix,
-        entry => [CoreJson.Deserialize<AcmeAccountRecord>(entry).SealedKey],
+        entry => CoreJson.Deserialize<AcmeAccountRecord>(entry) is var record && record.PendingSealedKey is { } pending ? [record.SealedKey, pending] : [record.SealedKey],
         (entry, rewrap) =>
         {
             var record = CoreJson.Deserialize<AcmeAccountRecord>(entry);
-            return CoreJson.Serialize(record with { SealedKey = rewrap(record.SealedKey) });
+            return CoreJson.Serialize(record with
+            {
+                SealedKey = rewrap(record.SealedKey),
+                PendingSealedKey = record.PendingSealedKey is { } pending ? rewrap(pending) : null,
+            });
         });
 
     public static IReadOnlyList<SealedRecordKind> All { get; } = [LocalCa, Certificates, TlsAlpnChallenges, AcmeAccounts];

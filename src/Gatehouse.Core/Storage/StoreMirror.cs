@@ -1,4 +1,5 @@
 using System.Collections.Immutable;
+using System.Diagnostics;
 using Microsoft.Extensions.Logging;
 
 namespace Gatehouse.Storage;
@@ -107,6 +108,7 @@ public sealed class StoreMirror<T>
         await using var changes = _store.WatchAsync(_prefix, fromRevision, cancellationToken).GetAsyncEnumerator(cancellationToken);
         var changed = new HashSet<string>(StringComparer.Ordinal);
         var pending = changes.MoveNextAsync().AsTask();
+        var lastPublished = Stopwatch.GetTimestamp();
         while (await pending)
         {
             var change = changes.Current;
@@ -125,11 +127,17 @@ public sealed class StoreMirror<T>
                 changed.Add(change.Entry.Key);
             }
 
-            // Let a burst that is still arriving land in one snapshot, but never hold a change back for long.
+            // A lone change is published at once. Changes already waiting are folded into the same snapshot, and
+            // while changes keep arriving, snapshots go out at most once per window: subscribers that rebuild a
+            // table per snapshot stay cheap under a burst, and a change is never held back for longer than that.
             pending = changes.MoveNextAsync().AsTask();
             if (!pending.IsCompleted)
             {
-                await Task.WhenAny(pending, Task.Delay(DebounceWindow, cancellationToken));
+                var sinceLast = Stopwatch.GetElapsedTime(lastPublished);
+                if (sinceLast < DebounceWindow)
+                {
+                    await Task.WhenAny(pending, Task.Delay(DebounceWindow - sinceLast, cancellationToken));
+                }
             }
 
             if (pending.IsCompleted && changed.Count < 256)
@@ -141,6 +149,7 @@ public sealed class StoreMirror<T>
             {
                 Publish(new MirrorSnapshot<T>(items.ToImmutable(), revision, [.. changed]));
                 changed.Clear();
+                lastPublished = Stopwatch.GetTimestamp();
             }
         }
 

@@ -47,6 +47,44 @@ public sealed class SqliteStoreContractTests : StoreContractTests, IDisposable
     }
 
     [Fact]
+    public async Task Watch_WriteByAnotherProcessOnTheSameFile_IsSeen()
+    {
+        // A second store on the same file stands for another process (the CLI): its commits do not signal this one.
+        var start = await PutAsync("/gatehouse/v1/test/x/seed", "0");
+        await using var other = SqliteStore.Open(Path.Combine(_directory.Path, "store.db"));
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(20));
+        var watching = CollectAsync("/gatehouse/v1/test/x/", start.Revision, 2, cts.Token);
+        await other.CommitAsync(new StoreTransaction().Put("/gatehouse/v1/test/x/a", Bytes("a")));
+        await PutAsync("/gatehouse/v1/test/x/b", "b");
+        var events = await watching;
+        Assert.Equal(["a", "b"], events.Select(e => Text(e.Entry)));
+    }
+
+    [Fact]
+    public async Task Watch_ManyWatchersThroughABurstLongerThanTheSharedTail_EachSeesItsEventsOnceInOrder()
+    {
+        // 6,000 revisions (more than the 4,096 events the shared tail keeps) over three prefixes, written while three
+        // watchers read: whether a watcher reads from the tail or falls back to the history table, it sees each of its
+        // prefix's events once, in order.
+        const int Writes = 6000;
+        var start = await PutAsync("/gatehouse/v1/test/seed", "0");
+        string[] prefixes = ["/gatehouse/v1/test/p0/", "/gatehouse/v1/test/p1/", "/gatehouse/v1/test/p2/"];
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        var watchers = prefixes.Select(p => Task.Run(() => CollectAsync(p, start.Revision, Writes / 3, cts.Token))).ToArray();
+        for (var i = 0; i < Writes; i++)
+        {
+            await PutAsync(prefixes[i % 3] + (i / 3 % 50).ToString(System.Globalization.CultureInfo.InvariantCulture), i.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        }
+
+        for (var w = 0; w < 3; w++)
+        {
+            var events = await watchers[w];
+            Assert.Equal(Enumerable.Range(0, Writes).Where(i => i % 3 == w).Select(i => i.ToString(System.Globalization.CultureInfo.InvariantCulture)), events.Select(e => Text(e.Entry)));
+            Assert.True(events.Zip(events.Skip(1)).All(pair => pair.First.Revision < pair.Second.Revision));
+        }
+    }
+
+    [Fact]
     public async Task Open_SchemaNewerThanThisBuild_IsRefusedWithClearError()
     {
         var path = Path.Combine(_directory.Path, "future.db");

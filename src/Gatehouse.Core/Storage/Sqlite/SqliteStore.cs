@@ -13,7 +13,7 @@ public sealed class SqliteStore : IStore
     /// <summary>How many revisions of history are kept for watchers to resume from.</summary>
     public const int DefaultHistoryRevisions = 50_000;
 
-    private const int HistoryBatch = 1000;
+    private const int HistoryBatchSize = 1000;
     private static readonly TimeSpan PollInterval = TimeSpan.FromSeconds(1);
     private static readonly TimeSpan LeaseSweepInterval = TimeSpan.FromMilliseconds(250);
 
@@ -23,6 +23,7 @@ public sealed class SqliteStore : IStore
     private readonly SemaphoreSlim _writeLock = new(1, 1);
     private readonly ITimer _leaseSweeper;
     private readonly CancellationTokenSource _disposed = new();
+    private readonly SqliteEventLog _log;
     private TaskCompletionSource _changed = NewSignal();
     private int _commitsSinceCompaction;
     private int _disposeStarted;
@@ -33,6 +34,7 @@ public sealed class SqliteStore : IStore
         _connectionString = connectionString;
         _time = time;
         _historyRevisions = historyRevisions;
+        _log = new SqliteEventLog(after => Read(connection => ReadHistory(connection, "/", after)));
         _leaseSweeper = time.CreateTimer(static s => ((SqliteStore)s!).SweepLeasesInBackground(), this, LeaseSweepInterval, LeaseSweepInterval);
     }
 
@@ -184,23 +186,45 @@ public sealed class SqliteStore : IStore
     }
 
     /// <inheritdoc />
+    /// <remarks>Watchers share one in-memory tail of the history (<see cref="SqliteEventLog"/>): a change costs one
+    /// history query for all of them. A watcher that starts from an older revision catches up from the history table.
+    /// Another process writing the same file is seen within the poll interval.</remarks>
     public async IAsyncEnumerable<StoreEvent> WatchAsync(string prefix, long afterRevision, [EnumeratorCancellation] CancellationToken cancellationToken = default)
     {
         StoreKeys.Validate(prefix);
         ArgumentOutOfRangeException.ThrowIfNegative(afterRevision);
         using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _disposed.Token);
         var last = afterRevision;
+        var polled = false;
+        var batch = new List<StoreEvent>();
         while (true)
         {
             var signal = Volatile.Read(ref _changed).Task;
-            var after = last;
-            var batch = Read(connection => ReadHistory(connection, prefix, after));
+            await _log.RefreshAsync(polled, linked.Token);
+            polled = false;
+            batch.Clear();
+            long upTo;
+            if (!_log.TryRead(prefix, last, batch, out upTo))
+            {
+                var after = last;
+                var history = Read(connection => ReadHistory(connection, prefix, after));
+                if (history.CompactedPast)
+                {
+                    throw new StoreCompactedException(history.CompleteTo);
+                }
+
+                batch.AddRange(history.Events);
+                upTo = history.CompleteTo;
+            }
+
             foreach (var change in batch)
             {
                 last = change.Revision;
                 yield return change;
             }
 
+            // Nothing under the prefix up to 'upTo' was left out: later reads start after it.
+            last = Math.Max(last, upTo);
             if (batch.Count > 0)
             {
                 continue;
@@ -212,7 +236,7 @@ public sealed class SqliteStore : IStore
             }
             catch (TimeoutException)
             {
-                // Another process may have written the file: poll.
+                polled = true; // another process may have written the file
             }
             catch (OperationCanceledException) when (_disposed.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
             {
@@ -360,13 +384,25 @@ public sealed class SqliteStore : IStore
         }
     }
 
-    private static List<StoreEvent> ReadHistory(SqliteConnection connection, string prefix, long afterRevision)
+    /// <summary>The history under <paramref name="prefix"/> after <paramref name="afterRevision"/> (-1: none, just the
+    /// current revision), whole revisions only; when the history was compacted past it, <see cref="HistoryBatch.CompactedPast"/>
+    /// with the compacted revision as <see cref="HistoryBatch.CompleteTo"/>.</summary>
+    private static HistoryBatch ReadHistory(SqliteConnection connection, string prefix, long afterRevision)
     {
         using var tx = connection.BeginTransaction(deferred: true);
+        var revision = SqliteSchema.ReadRevision(connection, tx);
+        var events = new List<StoreEvent>();
+        if (afterRevision < 0)
+        {
+            tx.Commit();
+            return new HistoryBatch(events, revision, Partial: false, CompactedPast: false);
+        }
+
         var compacted = SqliteSchema.ReadCompacted(connection, tx);
         if (afterRevision < compacted)
         {
-            throw new StoreCompactedException(compacted);
+            tx.Commit();
+            return new HistoryBatch(events, compacted, Partial: false, CompactedPast: true);
         }
 
         using var command = connection.CreateCommand();
@@ -377,33 +413,35 @@ public sealed class SqliteStore : IStore
             """;
         command.Parameters.AddWithValue("$after", afterRevision);
         AddPrefixRange(command, prefix);
-        var events = new List<StoreEvent>();
         ReadEvents(command, events);
+        if (events.Count < HistoryBatchSize)
+        {
+            tx.Commit();
+            return new HistoryBatch(events, revision, Partial: false, CompactedPast: false);
+        }
 
         // A batch may end inside a revision: drop the partial revision so a resume never splits a transaction,
         // or, when the whole batch is one revision, read all of that revision.
-        if (events.Count == HistoryBatch)
+        var lastRevision = events[^1].Revision;
+        var cut = events.FindIndex(e => e.Revision == lastRevision);
+        if (cut > 0)
         {
-            var lastRevision = events[^1].Revision;
-            var cut = events.FindIndex(e => e.Revision == lastRevision);
-            if (cut > 0)
-            {
-                events.RemoveRange(cut, events.Count - cut);
-            }
-            else
-            {
-                events.Clear();
-                command.CommandText = """
-                    SELECT kind, key, value, create_rev, rev, version, lease FROM history
-                    WHERE rev = $rev AND key >= $from AND key < $to ORDER BY seq
-                    """;
-                command.Parameters.AddWithValue("$rev", lastRevision);
-                ReadEvents(command, events);
-            }
+            events.RemoveRange(cut, events.Count - cut);
+            lastRevision = events[^1].Revision;
+        }
+        else
+        {
+            events.Clear();
+            command.CommandText = """
+                SELECT kind, key, value, create_rev, rev, version, lease FROM history
+                WHERE rev = $rev AND key >= $from AND key < $to ORDER BY seq
+                """;
+            command.Parameters.AddWithValue("$rev", lastRevision);
+            ReadEvents(command, events);
         }
 
         tx.Commit();
-        return events;
+        return new HistoryBatch(events, lastRevision, Partial: true, CompactedPast: false);
     }
 
     private static void ReadEvents(SqliteCommand command, List<StoreEvent> events)
@@ -631,7 +669,11 @@ public sealed class SqliteStore : IStore
         }
     }
 
-    private void Signal() => Interlocked.Exchange(ref _changed, NewSignal()).TrySetResult();
+    private void Signal()
+    {
+        _log.Changed();
+        Interlocked.Exchange(ref _changed, NewSignal()).TrySetResult();
+    }
 
     private long NowMs() => _time.GetUtcNow().ToUnixTimeMilliseconds();
 
