@@ -158,6 +158,26 @@ internal static class AdminApi
             }
         });
 
+        endpoints.MapGet("/v1/issuers", async (CancellationToken ct) =>
+        {
+            var views = new List<AcmeAccountInfo>();
+            foreach (var issuer in admin.AcmeIssuers.Values.OrderBy(i => i.Name, StringComparer.Ordinal))
+            {
+                views.Add(await issuer.GetAccountInfoAsync(askCa: false, ct));
+            }
+
+            return Results.Json(views, AdminJson.Default.ListAcmeAccountInfo);
+        });
+
+        endpoints.MapGet("/v1/issuers/{name}/account", (string name, CancellationToken ct) =>
+            AccountActionAsync(admin, name, issuer => issuer.GetAccountInfoAsync(askCa: true, ct)));
+
+        endpoints.MapPost("/v1/issuers/{name}/account/rollover", (string name, CancellationToken ct) =>
+            AccountActionAsync(admin, name, issuer => issuer.RolloverAccountKeyAsync(ct)));
+
+        endpoints.MapPost("/v1/issuers/{name}/account/deactivate", (string name, CancellationToken ct) =>
+            AccountActionAsync(admin, name, issuer => issuer.DeactivateAccountAsync(ct)));
+
         endpoints.MapGet("/v1/ca/root", async (CancellationToken ct) =>
         {
             var root = await admin.LocalCa.GetRootAsync(ct);
@@ -165,6 +185,30 @@ internal static class AdminApi
                 ? ProblemResult(StatusCodes.Status503ServiceUnavailable, "starting", "The local CA is not created yet.", null)
                 : Results.Text(root.ExportCertificatePem() + "\n", "application/x-pem-file");
         });
+    }
+
+    /// <summary>Runs an account action of an ACME issuer: 404 for an unknown issuer, 409 when the account is not in a
+    /// state for it, 502 with the CA's words when the CA refuses.</summary>
+    private static async Task<IResult> AccountActionAsync(AdminContext admin, string name, Func<AcmeIssuer, Task<AcmeAccountInfo>> action)
+    {
+        if (!admin.AcmeIssuers.TryGetValue(name, out var issuer))
+        {
+            return ProblemResult(StatusCodes.Status404NotFound, "no-such-issuer", "No ACME issuer has that name.",
+                $"'{name}' is not an ACME issuer; configured: {(admin.AcmeIssuers.Count == 0 ? "none" : string.Join(", ", admin.AcmeIssuers.Keys.Order(StringComparer.Ordinal)))}.");
+        }
+
+        try
+        {
+            return Results.Json(await action(issuer), AdminJson.Default.AcmeAccountInfo);
+        }
+        catch (InvalidOperationException ex)
+        {
+            return ProblemResult(StatusCodes.Status409Conflict, "account-state", "The account cannot do that now.", ex.Message);
+        }
+        catch (IssuanceException ex)
+        {
+            return ProblemResult(StatusCodes.Status502BadGateway, "ca-refused", "The CA refused.", ex.Message);
+        }
     }
 
     /// <summary>Requires the bearer token; turns an unavailable store into 503.</summary>

@@ -52,4 +52,6 @@ public sealed record ProblemError(string Path, string Message);
 [JsonSerializable(typeof(List<CertificateView>))]
 [JsonSerializable(typeof(Problem))]
 [JsonSerializable(typeof(ActionView))]
+[JsonSerializable(typeof(AcmeAccountInfo))]
+[JsonSerializable(typeof(List<AcmeAccountInfo>))]
 internal sealed partial class AdminJson : JsonSerializerContext;

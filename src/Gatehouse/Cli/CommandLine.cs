@@ -17,6 +17,7 @@ internal static class CommandLine
         root.Subcommands.Add(ServeCommand.Create());
         root.Subcommands.Add(SitesCommand.Create());
         root.Subcommands.Add(CertsCommand.Create());
+        root.Subcommands.Add(IssuersCommand.Create());
         root.Subcommands.Add(KeysCommand.Create());
         return root;
     }

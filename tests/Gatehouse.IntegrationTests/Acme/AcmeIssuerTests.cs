@@ -1,5 +1,7 @@
+using Gatehouse.Acme;
 using Gatehouse.Certificates;
 using Gatehouse.IntegrationTests.Infrastructure;
+using Gatehouse.Keys;
 using Gatehouse.Storage;
 
 namespace Gatehouse.IntegrationTests.Acme;
@@ -86,6 +88,63 @@ public sealed class AcmeIssuerTests : IAsyncLifetime
         var unknown = await Cli("certs", "renew", "nowhere.acme.test");
         Assert.Equal(1, unknown.ExitCode);
         Assert.Contains("No certificate covers 'nowhere.acme.test'", unknown.StandardError, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task IssuersRolloverAndDeactivate_ThroughTheCli_OldKeyIsRefused_ThenANewAccountIssues()
+    {
+        var trust = GatehouseInstance.TrustOnly(await _pebble.GetRootAsync());
+        var first = (await _gatehouse.WaitForNewLeafAsync("http.acme.test", trust, null, Timeout)).SerialNumber;
+        var store = _gatehouse.Server.Store;
+        using var http = _pebble.CreateHttpClient();
+        var client = new AcmeClient(http, _pebble.DirectoryUrl, new AcmeClientOptions());
+        using var ring = await _gatehouse.OpenKeyRingAsync(store);
+        var cipher = new EnvelopeCipher(ring);
+        async Task<(AcmeAccountRecord Record, AcmeAccountKey Key)> StoredAsync()
+        {
+            var record = CoreJson.Deserialize<AcmeAccountRecord>((await store.GetAsync(StoreKeys.AcmeAccount("pebble-http")))!);
+            using var pkcs8 = cipher.Open(StoreKeys.AcmeAccount("pebble-http"), record.SealedKey);
+            return (record, AcmeAccountKey.ImportPkcs8(pkcs8.Span));
+        }
+
+        var (before, oldKey) = await StoredAsync();
+        using var oldKeyScope = oldKey;
+
+        var rollover = await Cli("issuers", "rollover", "pebble-http");
+        Assert.True(rollover.ExitCode == 0, rollover.StandardError);
+        var (after, newKey) = await StoredAsync();
+        using var newKeyScope = newKey;
+        Assert.Equal(before.Url, after.Url);
+        Assert.Null(after.PendingSealedKey);
+        Assert.NotNull(after.KeyChanged);
+        Assert.Null(await client.FindAccountAsync(oldKey, CancellationToken.None)); // the CA refuses the old key
+        Assert.Equal(before.Url, (await client.FindAccountAsync(newKey, CancellationToken.None))?.Url);
+
+        // The server signs with the new key from then on: a renewal issues on the same account.
+        Assert.Equal(0, (await Cli("certs", "renew", "http.acme.test")).ExitCode);
+        var renewed = (await _gatehouse.WaitForNewLeafAsync("http.acme.test", trust, first, Timeout)).SerialNumber;
+        var show = await Cli("issuers", "account", "pebble-http", "--json");
+        Assert.True(show.ExitCode == 0, show.StandardError);
+        Assert.Contains("\"status\":\"valid\"", show.StandardOutput, StringComparison.Ordinal);
+
+        var unconfirmed = await Cli("issuers", "deactivate", "pebble-http");
+        Assert.Equal(1, unconfirmed.ExitCode);
+        Assert.Contains("--yes", unconfirmed.StandardError, StringComparison.Ordinal);
+        var deactivate = await Cli("issuers", "deactivate", "pebble-http", "--yes", "--json");
+        Assert.True(deactivate.ExitCode == 0, deactivate.StandardError);
+        Assert.Contains("\"status\":\"deactivated\"", deactivate.StandardOutput, StringComparison.Ordinal);
+        Assert.Null(await store.GetAsync(StoreKeys.AcmeAccount("pebble-http")));
+
+        // The next order registers a new account with a new key.
+        Assert.Equal(0, (await Cli("certs", "renew", "http.acme.test")).ExitCode);
+        await _gatehouse.WaitForNewLeafAsync("http.acme.test", trust, renewed, Timeout);
+        var (replacement, replacementKey) = await StoredAsync();
+        using var replacementKeyScope = replacementKey;
+        Assert.NotEqual(before.Url, replacement.Url);
+
+        var unknown = await Cli("issuers", "rollover", "nope");
+        Assert.Equal(1, unknown.ExitCode);
+        Assert.Contains("'nope' is not an ACME issuer", unknown.StandardError, StringComparison.Ordinal);
     }
 
     private Task<ToolResult> Cli(params string[] args) =>
