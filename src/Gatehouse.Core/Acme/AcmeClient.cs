@@ -15,8 +15,9 @@ namespace Gatehouse.Acme;
 public sealed record AcmeClientOptions
 {
     /// <summary>How many times a request refused with <c>badNonce</c> is sent again (with the nonce the refusal
-    /// carried) before the refusal is thrown.</summary>
-    public int BadNonceRetries { get; init; } = 5;
+    /// carried) before the refusal is thrown. Ten keeps a request alive through a CA that refuses half of all nonces
+    /// (one in 2,048 would still fail), without hiding a CA that refuses every nonce.</summary>
+    public int BadNonceRetries { get; init; } = 10;
 
     /// <summary>The first wait when polling without <c>Retry-After</c>; doubled after each poll up to
     /// <see cref="MaxPollDelay"/>.</summary>
