@@ -23,13 +23,21 @@ public sealed record CertificateManagerOptions
 
     /// <summary>The id this instance writes into locks it holds.</summary>
     public string InstanceId { get; init; } = $"{Environment.MachineName}/{Environment.ProcessId}";
+
+    /// <summary>The election that picks the one instance doing scheduled work (renewals, renewal advice); null: this
+    /// instance does it all (a single instance). Work a site asks for (a new certificate, changed names) is done by
+    /// whichever instance takes the certificate's lock first, elected or not.</summary>
+    public StoreElection? Leadership { get; init; }
 }
 
 /// <summary>
 /// Turns desired state into certificates: watches sites and certificate records, decides with
 /// <see cref="RenewalPolicy"/> what is due, and issues under a per-certificate lock. Work is indexed by its due
 /// time; only certificates whose site or record changed are decided again. Runs on every instance; the lock makes
-/// one of them do each piece of work.
+/// one of them do each piece of work, every write it makes is fenced by the lock, and the record is read again under
+/// the lock so that work another instance finished is not repeated. Renewals due by time run on the elected instance
+/// only (<see cref="CertificateManagerOptions.Leadership"/>). When a certificate's lock goes away (its holder finished,
+/// or died and its lease ran out) every instance decides about that certificate again at once.
 /// </summary>
 public sealed class CertificateManager : BackgroundService
 {
@@ -54,6 +62,7 @@ public sealed class CertificateManager : BackgroundService
     private readonly Dictionary<string, CertificateDemand> _demands = new(StringComparer.Ordinal);
     private MirrorSnapshot<SiteDefinition>? _lastSites;
     private MirrorSnapshot<CertificateRecord>? _lastCertificates;
+    private MirrorSnapshot<string>? _lastLocks;
 
     public CertificateManager(
         IStore store,
@@ -121,6 +130,34 @@ public sealed class CertificateManager : BackgroundService
             Wake();
         });
 
+        // A released or expired certificate lock: the work it covered may be done, or may need another instance.
+        var locks = new StoreMirror<string>(_store, CertificateLocksPrefix, entry => System.Text.Encoding.UTF8.GetString(entry.Value.Span), _logger);
+        locks.Subscribe(snapshot =>
+        {
+            lock (_gate)
+            {
+                MarkReleased(snapshot);
+            }
+
+            Wake();
+        });
+        var watchingLocks = locks.RunAsync(stoppingToken);
+
+        // A newly elected instance decides about every certificate: scheduled work is its own from now on.
+        _options.Leadership?.Subscribe(leading =>
+        {
+            if (leading)
+            {
+                lock (_gate)
+                {
+                    _dirty.UnionWith(_demands.Keys);
+                    _dirty.UnionWith(_certificates.Current.Items.Keys.Select(key => StoreKeys.IdOf(key, StoreKeys.CertificatesPrefix)));
+                }
+
+                Wake();
+            }
+        });
+
         using var concurrency = new SemaphoreSlim(_options.MaxConcurrentIssuances);
         var inFlight = new List<Task>();
         while (!stoppingToken.IsCancellationRequested)
@@ -151,6 +188,24 @@ public sealed class CertificateManager : BackgroundService
         }
 
         await Task.WhenAll(inFlight).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+        await watchingLocks.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+    }
+
+    private static readonly string CertificateLocksPrefix = StoreKeys.Lock("certs/");
+
+    /// <summary>Marks the certificates whose lock disappeared since the last snapshot. Called under <see cref="_gate"/>.</summary>
+    private void MarkReleased(MirrorSnapshot<string> snapshot)
+    {
+        var previous = _lastLocks?.Items;
+        if (previous is not null)
+        {
+            // This instance's own locks end with its own runs, which decide again when they end.
+            var gone = (snapshot.ChangedKeys ?? previous.Keys)
+                .Where(key => !snapshot.Items.ContainsKey(key) && previous.TryGetValue(key, out var held) && held.Value != _options.InstanceId);
+            _dirty.UnionWith(gone.Select(key => StoreKeys.IdOf(key, CertificateLocksPrefix)));
+        }
+
+        _lastLocks = snapshot;
     }
 
     /// <summary>Marks the ids that changed between the last snapshot and this one (the mirror's delta when it has
@@ -240,6 +295,11 @@ public sealed class CertificateManager : BackgroundService
                 }
 
                 var decision = RenewalPolicy.Decide(demand, record?.Value, now);
+                if (decision.Scheduled && _options.Leadership is { IsLeader: false })
+                {
+                    continue; // the elected instance does it; this one decides again if it is elected
+                }
+
                 if (decision.Action is RenewalAction.Issue or RenewalAction.CheckRenewalInfo)
                 {
                     _running.Add(id);
@@ -287,7 +347,7 @@ public sealed class CertificateManager : BackgroundService
             }
 
             var decision = RenewalPolicy.Decide(demand, current, _time.GetUtcNow());
-            if (decision.Action == RenewalAction.Wait)
+            if (decision.Action == RenewalAction.Wait || (decision.Scheduled && _options.Leadership is { IsLeader: false }))
             {
                 return;
             }

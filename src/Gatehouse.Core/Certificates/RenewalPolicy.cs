@@ -23,7 +23,12 @@ public enum RenewalAction
 }
 
 /// <summary>A renewal decision with the reason people read in logs.</summary>
-public readonly record struct RenewalDecision(RenewalAction Action, DateTimeOffset DueAt, string Reason);
+public readonly record struct RenewalDecision(RenewalAction Action, DateTimeOffset DueAt, string Reason)
+{
+    /// <summary>Whether the work is due by time alone (a renewal, renewal advice), not because the site asks for
+    /// something the record does not have; with several instances only the elected one does scheduled work.</summary>
+    public bool Scheduled { get; init; }
+}
 
 /// <summary>
 /// Small pure functions over a snapshot that decide when a certificate is (re)issued and how failures back off.
@@ -45,6 +50,7 @@ public static class RenewalPolicy
 
         var failing = record.ConsecutiveFailures > 0 && record.RetryAfter is { } retry && retry > now;
         string? reason = null;
+        var dueByTime = false;
         if (!record.HasChain)
         {
             reason = "not issued yet";
@@ -68,6 +74,7 @@ public static class RenewalPolicy
         else if (record.RenewAfter is not { } renewAfter || now >= renewAfter)
         {
             reason = "due for renewal";
+            dueByTime = true;
         }
 
         if (reason is null)
@@ -76,7 +83,7 @@ public static class RenewalPolicy
             if (record.RenewalInfoCheckAt is { } check && check < record.RenewAfter!.Value)
             {
                 return check <= now
-                    ? new(RenewalAction.CheckRenewalInfo, now, "renewal information due")
+                    ? new(RenewalAction.CheckRenewalInfo, now, "renewal information due") { Scheduled = true }
                     : new(RenewalAction.Wait, check, "valid; renewal information due later");
             }
 
@@ -90,7 +97,7 @@ public static class RenewalPolicy
             return new(RenewalAction.Wait, record.RetryAfter!.Value, $"{reason}; retrying after the last failure");
         }
 
-        return new(RenewalAction.Issue, now, reason);
+        return new(RenewalAction.Issue, now, reason) { Scheduled = dueByTime };
     }
 
     /// <summary>When renewal is due: when one third of the lifetime is left.</summary>

@@ -21,12 +21,16 @@ public sealed record KeyMaintenanceOptions
 
     /// <summary>The id this instance writes into the lock.</summary>
     public string InstanceId { get; init; } = $"{Environment.MachineName}/{Environment.ProcessId}";
+
+    /// <summary>The election that picks the instance doing periodic work; null: this instance (a single instance).
+    /// The maintenance lock is taken either way.</summary>
+    public StoreElection? Leadership { get; init; }
 }
 
 /// <summary>
 /// Rotates the master key when the active version is older than the rotation period, then rewraps every record onto
-/// the new version. Runs on every instance; a lease-backed lock makes one of them do it, and the ring is re-read
-/// under the lock, so a rotation another instance just made is not repeated.
+/// the new version. Runs on the elected instance (<see cref="KeyMaintenanceOptions.Leadership"/>), under a
+/// lease-backed lock, and the ring is re-read under the lock, so a rotation another instance just made is not repeated.
 /// </summary>
 public sealed partial class KeyMaintenance(IStore store, KeyRing ring, EnvelopeCipher cipher, KeyMaintenanceOptions options, TimeProvider time, ILogger<KeyMaintenance> logger)
     : BackgroundService
@@ -47,6 +51,12 @@ public sealed partial class KeyMaintenance(IStore store, KeyRing ring, EnvelopeC
             if (wait > TimeSpan.Zero)
             {
                 await Task.Delay(wait < options.CheckInterval ? wait : options.CheckInterval, time, stoppingToken);
+                continue;
+            }
+
+            if (options.Leadership is { IsLeader: false })
+            {
+                await Task.Delay(TimeSpan.FromMinutes(1), time, stoppingToken); // the elected instance rotates
                 continue;
             }
 

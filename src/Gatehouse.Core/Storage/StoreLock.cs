@@ -58,26 +58,50 @@ public sealed class StoreLock : IAsyncDisposable
         return null;
     }
 
+    /// <summary>Keeps the lease alive every third of its TTL. A keep-alive that fails (the store is briefly away, e.g.
+    /// while etcd elects a new leader) is retried until the lease may have run out, counted from the last one that
+    /// succeeded; the lock is lost then, or at once when the store says the lease is gone.</summary>
     private async Task KeepAliveAsync(TimeSpan ttl, TimeProvider time)
     {
-        using var timer = new PeriodicTimer(ttl / 3, time);
+        var interval = ttl / 3;
+        var retry = TimeSpan.FromMilliseconds(Math.Clamp(ttl.TotalMilliseconds / 20, 50, 1000));
+        var lastAlive = time.GetTimestamp();
         try
         {
-            while (await timer.WaitForNextTickAsync(_stop.Token))
+            await Task.Delay(interval, time, _stop.Token);
+            while (true)
             {
-                if (!await _store.KeepAliveAsync(_leaseId, _stop.Token))
+                bool alive;
+                var sent = time.GetTimestamp();
+                try
+                {
+                    alive = await _store.KeepAliveAsync(_leaseId, _stop.Token);
+                }
+                catch (Exception ex) when (ex is not OperationCanceledException || !_stop.IsCancellationRequested)
+                {
+                    // Give up before the lease could have expired on the store's side: a margin of one retry period
+                    // and a tenth of the TTL for clocks and the time the last keep-alive took to arrive.
+                    if (time.GetElapsedTime(lastAlive) + retry + (ttl / 10) >= ttl)
+                    {
+                        break;
+                    }
+
+                    await Task.Delay(retry, time, _stop.Token);
+                    continue;
+                }
+
+                if (!alive)
                 {
                     break;
                 }
+
+                lastAlive = sent; // the lease restarted no earlier than the request was sent
+                await Task.Delay(interval, time, _stop.Token);
             }
         }
         catch (OperationCanceledException) when (_stop.IsCancellationRequested)
         {
             return;
-        }
-        catch (Exception)
-        {
-            // The lease may expire while the store is away (or the keep-alive failed otherwise): the lock is lost.
         }
 
         await _lost.CancelAsync();

@@ -1,0 +1,83 @@
+using Gatehouse.Storage;
+using Gatehouse.Storage.Sqlite;
+
+namespace Gatehouse.Tests.Storage;
+
+/// <summary>A lock rides out a store that is briefly away (an etcd leader election) and is lost when its lease may
+/// have run out.</summary>
+public sealed class StoreLockTests : IAsyncLifetime, IDisposable
+{
+    private readonly TempDirectory _directory = new();
+    private SqliteStore _store = null!;
+
+    public Task InitializeAsync()
+    {
+        _store = SqliteStore.Open(Path.Combine(_directory.Path, "store.db"));
+        return Task.CompletedTask;
+    }
+
+    public async Task DisposeAsync() => await _store.DisposeAsync();
+
+    public void Dispose() => _directory.Dispose();
+
+    [Fact]
+    public async Task KeepAliveFailures_ShorterThanTheTtl_DoNotLoseTheLock()
+    {
+        var flaky = new FlakyKeepAliveStore(_store);
+        await using var held = await StoreLock.TryAcquireAsync(flaky, StoreKeys.Lock("flaky"), "me", TimeSpan.FromSeconds(3), TimeProvider.System, default);
+        Assert.NotNull(held);
+
+        // Keep-alives fail for 1.2 s (more than one keep-alive interval, well under the 3 s TTL).
+        flaky.FailUntil = DateTime.UtcNow + TimeSpan.FromSeconds(1.2);
+        await Task.Delay(TimeSpan.FromSeconds(4));
+        Assert.True(flaky.Failures > 0, "no keep-alive was refused: the test did not test anything");
+        Assert.False(held.Lost.IsCancellationRequested);
+        Assert.True((await _store.CommitAsync(new StoreTransaction().If(held.Fence).Put("/gatehouse/v1/test/fenced", new byte[] { 1 }))).Succeeded);
+    }
+
+    [Fact]
+    public async Task KeepAliveFailures_UntilTheLeaseMayHaveEnded_LoseTheLock()
+    {
+        var flaky = new FlakyKeepAliveStore(_store) { FailUntil = DateTime.MaxValue };
+        await using var held = await StoreLock.TryAcquireAsync(flaky, StoreKeys.Lock("flaky"), "me", TimeSpan.FromSeconds(2), TimeProvider.System, default);
+        Assert.NotNull(held);
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(20));
+        await Task.Delay(Timeout.InfiniteTimeSpan, held.Lost).ContinueWith(_ => { }, TaskScheduler.Default).WaitAsync(timeout.Token);
+        Assert.True(held.Lost.IsCancellationRequested);
+    }
+
+    /// <summary>The real store, with keep-alives refused as "unavailable" until <see cref="FailUntil"/>.</summary>
+    private sealed class FlakyKeepAliveStore(IStore inner) : IStore
+    {
+        private int _failures;
+
+        public DateTime FailUntil { get; set; } = DateTime.MinValue;
+
+        public int Failures => Volatile.Read(ref _failures);
+
+        public ValueTask<StoreEntry?> GetAsync(string key, CancellationToken cancellationToken = default) => inner.GetAsync(key, cancellationToken);
+
+        public ValueTask<StoreRange> ListAsync(string prefix, CancellationToken cancellationToken = default) => inner.ListAsync(prefix, cancellationToken);
+
+        public ValueTask<CommitResult> CommitAsync(StoreTransaction transaction, CancellationToken cancellationToken = default) => inner.CommitAsync(transaction, cancellationToken);
+
+        public IAsyncEnumerable<StoreEvent> WatchAsync(string prefix, long afterRevision, CancellationToken cancellationToken = default) => inner.WatchAsync(prefix, afterRevision, cancellationToken);
+
+        public ValueTask<long> GrantLeaseAsync(TimeSpan ttl, CancellationToken cancellationToken = default) => inner.GrantLeaseAsync(ttl, cancellationToken);
+
+        public ValueTask<bool> KeepAliveAsync(long leaseId, CancellationToken cancellationToken = default)
+        {
+            if (DateTime.UtcNow < FailUntil)
+            {
+                Interlocked.Increment(ref _failures);
+                throw new StoreUnavailableException("the store is away (test)");
+            }
+
+            return inner.KeepAliveAsync(leaseId, cancellationToken);
+        }
+
+        public ValueTask RevokeLeaseAsync(long leaseId, CancellationToken cancellationToken = default) => inner.RevokeLeaseAsync(leaseId, cancellationToken);
+
+        public ValueTask DisposeAsync() => ValueTask.CompletedTask;
+    }
+}
