@@ -363,10 +363,10 @@ public sealed class EtcdStore : IStore
                 attempt--;
                 continue;
             }
-            catch (Exception ex) when (ex is OperationCanceledException || (ex is RpcException rpc && Classify(rpc) != Failure.Final))
+            catch (Exception ex) when (ex is OperationCanceledException || Classify(ex) != Failure.Final)
             {
                 lastError = ex;
-                EtcdLog.MemberFailed(_logger, member.Name, "watch", ex is RpcException r ? Describe(r) : "timed out");
+                EtcdLog.MemberFailed(_logger, member.Name, "watch", ex is OperationCanceledException ? "timed out" : Describe(ex));
             }
             catch (RpcException ex)
             {
@@ -505,7 +505,7 @@ public sealed class EtcdStore : IStore
         var first = Volatile.Read(ref _preferred);
         var pause = FirstRetryPause;
         var reauthenticated = false;
-        RpcException? lastError = null;
+        Exception? lastError = null;
         for (var attempt = 0; ; attempt++)
         {
             var index = (first + attempt) % _members.Length;
@@ -527,7 +527,7 @@ public sealed class EtcdStore : IStore
 
                 return result;
             }
-            catch (RpcException ex) when (cancellationToken.IsCancellationRequested)
+            catch (Exception ex) when (ex is RpcException or OperationCanceledException or IOException && cancellationToken.IsCancellationRequested)
             {
                 throw new OperationCanceledException($"The etcd {operation} was cancelled.", ex, cancellationToken);
             }
@@ -539,12 +539,12 @@ public sealed class EtcdStore : IStore
                 attempt--;
                 continue;
             }
-            catch (RpcException ex) when (Classify(ex) == Failure.NotSent || (Classify(ex) == Failure.Unknown && retry == Retry.Always))
+            catch (Exception ex) when (Classify(ex) == Failure.NotSent || (Classify(ex) == Failure.Unknown && retry == Retry.Always))
             {
                 lastError = ex;
                 EtcdLog.MemberFailed(_logger, member.Name, operation, Describe(ex));
             }
-            catch (RpcException ex) when (Classify(ex) == Failure.Unknown)
+            catch (Exception ex) when (Classify(ex) == Failure.Unknown)
             {
                 throw new StoreUnavailableException($"The etcd {operation} sent to {member.Name} got no answer, so it may or may not have been applied: {Describe(ex)}", ex);
             }
@@ -605,8 +605,14 @@ public sealed class EtcdStore : IStore
         }
     }
 
-    private static Failure Classify(RpcException ex)
+    private static Failure Classify(Exception exception)
     {
+        if (exception is not RpcException ex)
+        {
+            // Streaming calls let transport errors out unwrapped (a write to a connection that just died).
+            return exception is IOException or HttpRequestException ? NeverConnected(exception) ? Failure.NotSent : Failure.Unknown : Failure.Final;
+        }
+
         var detail = ex.Status.Detail ?? "";
         switch (ex.StatusCode)
         {
@@ -668,7 +674,7 @@ public sealed class EtcdStore : IStore
     {
         if (exception is not RpcException rpc)
         {
-            return exception?.Message ?? "no member answered";
+            return exception is null ? "no member answered" : exception.GetBaseException().Message;
         }
 
         var detail = $"{rpc.StatusCode}: {rpc.Status.Detail}";
@@ -835,7 +841,7 @@ public sealed class EtcdStore : IStore
             {
                 return await call.ResponseStream.MoveNext(cancellationToken) ? (call.ResponseStream.Current, null) : (null, null);
             }
-            catch (Exception ex) when (ex is RpcException or OperationCanceledException or IOException or ObjectDisposedException)
+            catch (Exception ex) when (ex is RpcException or OperationCanceledException or IOException or HttpRequestException or ObjectDisposedException)
             {
                 return (null, ex);
             }
