@@ -5,7 +5,6 @@ using System.Text.Json;
 using Gatehouse.Hosting;
 using Gatehouse.Keys;
 using Gatehouse.Storage;
-using Gatehouse.Storage.Sqlite;
 using Spectre.Console;
 
 namespace Gatehouse.Cli;
@@ -210,7 +209,7 @@ internal static class KeysCommand
 
         try
         {
-            await using var store = SqliteStore.Open(options.StorePath);
+            await using var store = Stores.Open(options, TimeProvider.System);
             await body(new Context(store, providers, options.EffectiveKeys));
             return 0;
         }
@@ -235,7 +234,7 @@ internal static class KeysCommand
         _ => "retired",
     };
 
-    private sealed record Context(SqliteStore Store, Dictionary<string, IMasterKeyProvider> Providers, KeysOptions Keys);
+    private sealed record Context(IStore Store, Dictionary<string, IMasterKeyProvider> Providers, KeysOptions Keys);
 
     /// <summary>Reports on the caller's thread (System.Progress posts to the thread pool, which reorders lines).</summary>
     private sealed class InlineProgress<T>(Action<T> report) : IProgress<T>

@@ -91,5 +91,10 @@ internal static class ConfigWatcher
         {
             HostingLog.RestartNeeded(logger, "dataDirectory, welcome or localCa settings");
         }
+
+        if (current.Store != next.Store)
+        {
+            HostingLog.RestartNeeded(logger, "store settings");
+        }
     }
 }

@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Net;
 using Gatehouse.Certificates;
 using Gatehouse.Sites;
+using Gatehouse.Storage.Etcd;
 using Microsoft.Extensions.Configuration.CommandLine;
 
 namespace Gatehouse.Hosting;
@@ -15,12 +16,14 @@ public sealed class GatehouseConfiguration
 {
     public const string EnvironmentPrefix = "GATEHOUSE_";
 
-    private static readonly string[] TopLevelKeys = ["dataDirectory", "edge", "admin", "localCa", "keys", "issuers", "certificates", "welcome", "sites", "logging"];
+    private static readonly string[] TopLevelKeys = ["dataDirectory", "edge", "admin", "localCa", "store", "keys", "issuers", "certificates", "welcome", "sites", "logging"];
     private static readonly string[] AcmeIssuerKeys = ["type", "directory", "contact", "acceptTerms", "caBundle", "eab", "preferredChain", "challenges", "dns", "keyType"];
     private static readonly string[] DnsKeys = ["type", "server", "zone", "keyName", "algorithm", "secretEnv", "secretFile", "command", "nameservers", "nameserverPort", "propagationTimeout"];
     private static readonly string[] EabKeys = ["kid", "hmacEnv", "hmacFile"];
     private static readonly string[] ChallengeTypes = ["http-01", "tls-alpn-01", "dns-01"];
     private static readonly string[] KeysKeys = ["provider", "rotationPeriod", "providers"];
+    private static readonly string[] StoreSectionKeys = ["type", "etcd"];
+    private static readonly string[] EtcdSectionKeys = ["endpoints", "prefix", "caFile", "certFile", "keyFile", "username", "passwordEnv", "passwordFile", "timeout"];
     private static readonly string[] SoftwareProviderKeys = ["type", "file"];
     private static readonly string[] PassphraseProviderKeys = ["type", "passphraseEnv", "passphraseFile"];
     private static readonly string[] Pkcs11ProviderKeys = ["type", "library", "token", "label", "pinEnv", "pinFile"];
@@ -137,6 +140,7 @@ public sealed class GatehouseConfiguration
                 {
                     LeafLifetime = Span("localCa:leafLifetime", TimeSpan.FromDays(7), TimeSpan.FromMinutes(5), TimeSpan.FromDays(398)),
                 },
+                Store = ReadStore(configPath is null ? Directory.GetCurrentDirectory() : Path.GetDirectoryName(configPath)!),
                 Keys = ReadKeys(dataDirectory),
                 AcmeIssuers = acmeIssuers,
                 MaxConcurrentIssuances = Count("certificates:maxConcurrentIssuances", 10, 1, 256),
@@ -241,6 +245,113 @@ public sealed class GatehouseConfiguration
 
             var period = root["keys:rotationPeriod"] is "0" or "off" ? TimeSpan.Zero : Span("keys:rotationPeriod", TimeSpan.FromDays(90), TimeSpan.FromMinutes(1), TimeSpan.FromDays(3650));
             return new KeysOptions { Provider = provider, RotationPeriod = period, Providers = providers };
+        }
+
+        private StoreOptions ReadStore(string baseDirectory)
+        {
+            var store = root.GetSection("store");
+            if (!store.Exists())
+            {
+                return new StoreOptions();
+            }
+
+            CheckKnownKeys(store, StoreSectionKeys, "store:");
+            var etcd = store.GetSection("etcd");
+            switch (store["type"]?.ToUpperInvariant())
+            {
+                case null or "SQLITE":
+                    if (etcd.Exists())
+                    {
+                        Error(EtcdOptions.ConfigPath, "is only read with store:type etcd (the store is sqlite)");
+                    }
+
+                    return new StoreOptions();
+                case "ETCD":
+                    return new StoreOptions { Type = StoreType.Etcd, Etcd = ReadEtcd(etcd, baseDirectory) };
+                default:
+                    Error("store:type", $"'{store["type"]}' is not a store type (sqlite, etcd)");
+                    return new StoreOptions();
+            }
+        }
+
+        private EtcdOptions ReadEtcd(IConfigurationSection etcd, string baseDirectory)
+        {
+            const string Section = EtcdOptions.ConfigPath;
+            CheckKnownKeys(etcd, EtcdSectionKeys, Section + ":", reportedElsewhere: "password");
+            if (etcd["password"] is not null)
+            {
+                Error(Section + ":password", "secrets never go in the configuration: name where the password is with passwordEnv or passwordFile");
+            }
+
+            // A list, or one string of comma-separated URLs (handy in GATEHOUSE_STORE__ETCD__ENDPOINTS).
+            var listed = List(etcd, "endpoints").SelectMany(e => (e ?? "").Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries)).ToList();
+            var endpoints = new List<Uri>();
+            if (listed.Count == 0)
+            {
+                Error(Section + ":endpoints", "required with store:type etcd: the members' client URLs, e.g. [https://10.0.0.1:2379, https://10.0.0.2:2379]");
+            }
+
+            foreach (var text in listed)
+            {
+                var problem = Uri.TryCreate(text, UriKind.Absolute, out var endpoint) ? EtcdStoreOptions.DescribeEndpointProblem(endpoint) : "is not an http:// or https:// URL";
+                if (problem is null)
+                {
+                    endpoints.Add(endpoint!);
+                }
+                else
+                {
+                    // A password in the URL is not repeated back.
+                    var shown = endpoint is { UserInfo.Length: > 0 } ? text.Replace(endpoint.UserInfo + "@", "…@", StringComparison.Ordinal) : text;
+                    Error(Section + ":endpoints", $"'{shown}' {problem}");
+                }
+            }
+
+            if (endpoints.Select(e => e.Scheme).Distinct(StringComparer.Ordinal).Count() > 1)
+            {
+                Error(Section + ":endpoints", "mixes http:// and https:// URLs");
+            }
+
+            var prefix = etcd["prefix"] ?? "";
+            if (EtcdStoreOptions.DescribePrefixProblem(prefix) is { } prefixProblem)
+            {
+                Error(Section + ":prefix", $"'{prefix}' {prefixProblem} (example: /prod-edge)");
+            }
+
+            string? FileOf(string key) => etcd[key] is { Length: > 0 } file ? Path.GetFullPath(file, baseDirectory) : null;
+            var (caFile, certFile, keyFile) = (FileOf("caFile"), FileOf("certFile"), FileOf("keyFile"));
+            if ((certFile is null) != (keyFile is null))
+            {
+                Error(Section, "a client certificate needs both certFile and keyFile");
+            }
+
+            if ((caFile ?? certFile ?? keyFile) is not null && endpoints.Any(e => e.Scheme != Uri.UriSchemeHttps))
+            {
+                Error(Section + ":endpoints", "caFile, certFile and keyFile are for TLS: the endpoints must be https:// URLs");
+            }
+
+            var username = etcd["username"] is { Length: > 0 } user ? user : null;
+            string? passwordEnv = null, passwordFile = null;
+            if (username is not null)
+            {
+                (passwordEnv, passwordFile) = SecretSource(etcd, Section, "passwordEnv", "passwordFile");
+            }
+            else if (etcd["passwordEnv"] is not null || etcd["passwordFile"] is not null)
+            {
+                Error(Section + (etcd["passwordEnv"] is not null ? ":passwordEnv" : ":passwordFile"), "is only used with username (the etcd user it is the password of)");
+            }
+
+            return new EtcdOptions
+            {
+                Endpoints = endpoints,
+                Prefix = prefix,
+                CaFile = caFile,
+                CertFile = certFile,
+                KeyFile = keyFile,
+                Username = username,
+                PasswordEnvironmentVariable = passwordEnv,
+                PasswordFile = passwordFile,
+                Timeout = Span(Section + ":timeout", TimeSpan.FromSeconds(5), TimeSpan.FromMilliseconds(100), TimeSpan.FromMinutes(5)),
+            };
         }
 
         private (string? Env, string? File) SecretSource(IConfigurationSection section, string path, string envKey, string fileKey)
@@ -442,9 +553,9 @@ public sealed class GatehouseConfiguration
             return [.. items.OrderBy(c => int.TryParse(c.Key, CultureInfo.InvariantCulture, out var i) ? i : int.MaxValue).Select(c => c.Value)];
         }
 
-        private void CheckKnownKeys(IConfiguration section, string[] known, string prefix)
+        private void CheckKnownKeys(IConfiguration section, string[] known, string prefix, string? reportedElsewhere = null)
         {
-            foreach (var child in section.GetChildren())
+            foreach (var child in section.GetChildren().Where(c => c.Key != reportedElsewhere))
             {
                 // A typo in the file or on the command line is an error; other GATEHOUSE_* variables in the
                 // environment (the CLI's GATEHOUSE_ADMIN_TOKEN, a script's own) are not ours to judge.

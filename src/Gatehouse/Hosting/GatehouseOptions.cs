@@ -38,6 +38,10 @@ public sealed record GatehouseOptions
         Providers = [new KeyProviderOptions { Name = KeysOptions.DefaultProviderName, Type = KeyProviderType.Software, File = MasterKeyPath }],
     };
 
+    /// <summary>Where sites, certificates and keys are kept (config section <c>store</c>): by default SQLite at
+    /// <see cref="StorePath"/>.</summary>
+    public StoreOptions Store { get; init; } = new();
+
     /// <summary>The built-in sample backend's port on 127.0.0.1, or null when it is off.</summary>
     public int? WelcomePort { get; init; }
 
@@ -51,6 +55,65 @@ public sealed record GatehouseOptions
     public string AdminTokenPath => Path.Combine(DataDirectory, "admin.token");
 
     public string LocalCaRootPath => Path.Combine(DataDirectory, "local-ca-root.pem");
+}
+
+/// <summary>Kinds of store.</summary>
+public enum StoreType
+{
+    /// <summary>The embedded SQLite file in the data directory: one instance.</summary>
+    Sqlite,
+
+    /// <summary>An etcd v3 cluster: any number of instances share it.</summary>
+    Etcd,
+}
+
+/// <summary>The store (config section <c>store</c>).</summary>
+public sealed record StoreOptions
+{
+    public StoreType Type { get; init; } = StoreType.Sqlite;
+
+    /// <summary>The cluster, when <see cref="Type"/> is etcd.</summary>
+    public EtcdOptions? Etcd { get; init; }
+}
+
+/// <summary>An etcd cluster (config section <c>store:etcd</c>). The password is named by where it is, never given.</summary>
+public sealed record EtcdOptions
+{
+    /// <summary>The members' client URLs.</summary>
+    public required IReadOnlyList<Uri> Endpoints { get; init; }
+
+    /// <summary>Prepended to every key, so several Gatehouse systems can share one cluster.</summary>
+    public string Prefix { get; init; } = "";
+
+    /// <summary>PEM CA certificates for the members' TLS; null: the system's trust.</summary>
+    public string? CaFile { get; init; }
+
+    /// <summary>PEM client certificate and key for mutual TLS.</summary>
+    public string? CertFile { get; init; }
+
+    public string? KeyFile { get; init; }
+
+    /// <summary>The etcd user, when the cluster has authentication on.</summary>
+    public string? Username { get; init; }
+
+    /// <summary>The environment variable that holds the user's password.</summary>
+    public string? PasswordEnvironmentVariable { get; init; }
+
+    /// <summary>The file that holds the user's password (trailing newline ignored).</summary>
+    public string? PasswordFile { get; init; }
+
+    /// <summary>How long one store call may take, fail-over included.</summary>
+    public TimeSpan Timeout { get; init; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>The config path, for error messages.</summary>
+    public const string ConfigPath = "store:etcd";
+
+    /// <summary>Equal when every setting is (the endpoints compared item by item), so a config reload can tell a change.</summary>
+    public bool Equals(EtcdOptions? other) =>
+        other is not null && Endpoints.SequenceEqual(other.Endpoints) && (Prefix, CaFile, CertFile, KeyFile, Username, PasswordEnvironmentVariable, PasswordFile, Timeout)
+            == (other.Prefix, other.CaFile, other.CertFile, other.KeyFile, other.Username, other.PasswordEnvironmentVariable, other.PasswordFile, other.Timeout);
+
+    public override int GetHashCode() => HashCode.Combine(Endpoints.Count, Prefix, Username, Timeout);
 }
 
 /// <summary>The master key ring's providers and rotation (config section <c>keys</c>).</summary>

@@ -8,7 +8,6 @@ using Gatehouse.Edge.Tls;
 using Gatehouse.Keys;
 using Gatehouse.Sites;
 using Gatehouse.Storage;
-using Gatehouse.Storage.Sqlite;
 using Microsoft.AspNetCore.DataProtection.KeyManagement;
 using Microsoft.AspNetCore.Connections;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
@@ -24,13 +23,13 @@ namespace Gatehouse.Hosting;
 public sealed class GatehouseServer : IAsyncDisposable
 {
     private readonly WebApplication _app;
-    private readonly SqliteStore _store;
+    private readonly IStore _store;
     private readonly KeyRing _keyRing;
     private readonly Dictionary<string, IMasterKeyProvider> _keyProviders;
     private readonly CancellationTokenSource _stopping = new();
     private readonly List<Task> _background = [];
 
-    private GatehouseServer(WebApplication app, SqliteStore store, KeyRing keyRing, Dictionary<string, IMasterKeyProvider> keyProviders, CertificateCache cache, GatehouseOptions options)
+    private GatehouseServer(WebApplication app, IStore store, KeyRing keyRing, Dictionary<string, IMasterKeyProvider> keyProviders, CertificateCache cache, GatehouseOptions options)
     {
         _app = app;
         _store = store;
@@ -100,15 +99,15 @@ public sealed class GatehouseServer : IAsyncDisposable
     /// <summary>Opens the store, the configured key providers and the key ring (created on first start). Used by
     /// <c>serve</c> and by the <c>keys</c> commands, which work on the store directly.</summary>
     /// <exception cref="MasterKeyException">A provider or key version cannot be opened; nothing stays open.</exception>
-    internal static async Task<(SqliteStore Store, Dictionary<string, IMasterKeyProvider> Providers, KeyRing Ring)> OpenStoreAndKeysAsync(GatehouseOptions options, TimeProvider time, CancellationToken cancellationToken)
+    internal static async Task<(IStore Store, Dictionary<string, IMasterKeyProvider> Providers, KeyRing Ring)> OpenStoreAndKeysAsync(GatehouseOptions options, TimeProvider time, CancellationToken cancellationToken)
     {
         Directory.CreateDirectory(options.DataDirectory, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
         var keys = options.EffectiveKeys;
         var providers = KeyProviders.Open(keys);
-        SqliteStore? store = null;
+        IStore? store = null;
         try
         {
-            store = SqliteStore.Open(options.StorePath, time);
+            store = Stores.Open(options, time);
             var ring = await KeyRingStore.OpenOrCreateAsync(store, providers, keys.Provider, time, cancellationToken);
             return (store, providers, ring);
         }
@@ -132,7 +131,7 @@ public sealed class GatehouseServer : IAsyncDisposable
         }
     }
 
-    private static async Task<GatehouseServer> ComposeAndStartAsync(WebApplicationBuilder builder, GatehouseOptions options, GatehouseConfiguration? configuration, SqliteStore store, Dictionary<string, IMasterKeyProvider> providers, KeyRing keyRing, TimeProvider time, CancellationToken cancellationToken)
+    private static async Task<GatehouseServer> ComposeAndStartAsync(WebApplicationBuilder builder, GatehouseOptions options, GatehouseConfiguration? configuration, IStore store, Dictionary<string, IMasterKeyProvider> providers, KeyRing keyRing, TimeProvider time, CancellationToken cancellationToken)
     {
         var cipher = new EnvelopeCipher(keyRing);
         // Core objects are built here, explicitly, and handed to ASP.NET as instances.
