@@ -144,6 +144,7 @@ public sealed class GatehouseConfiguration
                 Keys = ReadKeys(dataDirectory),
                 AcmeIssuers = acmeIssuers,
                 MaxConcurrentIssuances = Count("certificates:maxConcurrentIssuances", 10, 1, 256),
+                LockTtl = Span("certificates:lockTtl", TimeSpan.FromSeconds(15), TimeSpan.FromSeconds(2), TimeSpan.FromMinutes(5)),
                 WelcomePort = welcome.Exists() ? Port("welcome:port", 8090) : null,
                 Sites = ReadSites(new HashSet<string>(acmeIssuers.Select(i => i.Name).Append(LocalCertificateAuthority.IssuerName), StringComparer.Ordinal)),
             };
@@ -584,7 +585,7 @@ public sealed class GatehouseConfiguration
 
         private int Count(string key, int fallback, int min, int max)
         {
-            CheckKnownKeys(root.GetSection("certificates"), ["maxConcurrentIssuances"], "certificates:");
+            CheckKnownKeys(root.GetSection("certificates"), ["maxConcurrentIssuances", "lockTtl"], "certificates:");
             var text = root[key];
             if (text is null)
             {

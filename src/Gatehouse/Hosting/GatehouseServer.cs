@@ -142,7 +142,18 @@ public sealed class GatehouseServer : IAsyncDisposable
         services.AddSingleton<IStore>(store);
         services.AddSingleton(cipher);
         services.AddSingleton(keyRing);
-        services.AddSingleton(new KeyMaintenanceOptions { Provider = options.EffectiveKeys.Provider, RotationPeriod = options.EffectiveKeys.RotationPeriod });
+        // One elected instance does the scheduled work (renewals, key rotation and rewrap) of all instances sharing
+        // the store; work a site asks for goes to whichever instance takes the certificate's lock first.
+        var instanceId = $"{Environment.MachineName}/{Environment.ProcessId}";
+        services.AddSingleton(sp => new StoreElection(store, "maintenance", instanceId, options.LockTtl, time, sp.GetRequiredService<ILogger<StoreElection>>()));
+        services.AddSingleton(sp => new KeyMaintenanceOptions
+        {
+            Provider = options.EffectiveKeys.Provider,
+            RotationPeriod = options.EffectiveKeys.RotationPeriod,
+            LockTtl = options.LockTtl,
+            InstanceId = instanceId,
+            Leadership = sp.GetRequiredService<StoreElection>(),
+        });
         services.AddHostedService<KeyMaintenance>();
         services.AddSingleton(sp => new StoreMirror<KeyRingRecord>(store, StoreKeys.KeyRing, CoreJson.Deserialize<KeyRingRecord>, sp.GetRequiredService<ILogger<StoreMirror<KeyRingRecord>>>()));
         services.AddSingleton(sites);
@@ -160,7 +171,14 @@ public sealed class GatehouseServer : IAsyncDisposable
         services.AddSingleton<CertificateCache>();
         services.AddSingleton(sp => new StoreMirror<SiteDefinition>(store, StoreKeys.SitesPrefix, CoreJson.Deserialize<SiteDefinition>, sp.GetRequiredService<ILogger<StoreMirror<SiteDefinition>>>()));
         services.AddSingleton(sp => new StoreMirror<CertificateRecord>(store, StoreKeys.CertificatesPrefix, CoreJson.Deserialize<CertificateRecord>, sp.GetRequiredService<ILogger<StoreMirror<CertificateRecord>>>()));
-        services.AddSingleton(new CertificateManagerOptions { InternalCertificates = [AdminCertificate(options.Admin)], MaxConcurrentIssuances = options.MaxConcurrentIssuances });
+        services.AddSingleton(sp => new CertificateManagerOptions
+        {
+            InternalCertificates = [AdminCertificate(options.Admin)],
+            MaxConcurrentIssuances = options.MaxConcurrentIssuances,
+            LockTtl = options.LockTtl,
+            InstanceId = instanceId,
+            Leadership = sp.GetRequiredService<StoreElection>(),
+        });
         services.AddHostedService<CertificateManager>();
         services.AddSingleton<TlsAlpnResponder>();
         services.AddSingleton(sp => new StoreMirror<TlsAlpnChallengeRecord>(store, StoreKeys.TlsAlpn01Prefix, CoreJson.Deserialize<TlsAlpnChallengeRecord>, sp.GetRequiredService<ILogger<StoreMirror<TlsAlpnChallengeRecord>>>()));
@@ -249,6 +267,7 @@ public sealed class GatehouseServer : IAsyncDisposable
         certificateMirror.Subscribe(Cache.Apply);
         _background.Add(siteMirror.RunAsync(_stopping.Token));
         _background.Add(certificateMirror.RunAsync(_stopping.Token));
+        _background.Add(_app.Services.GetRequiredService<StoreElection>().RunAsync(_stopping.Token));
         await Task.WhenAll(siteMirror.Loaded, certificateMirror.Loaded).WaitAsync(cancellationToken);
 
         var admin = new AdminContext(_store, sites, Cache, localCa, Options.IssuerNames,

@@ -109,7 +109,74 @@ public sealed class GatehouseInstance : IAsyncDisposable
             await _server.DisposeAsync();
             _server = null;
         }
+
+        if (_process is { } process)
+        {
+            _process = null;
+            if (!process.HasExited)
+            {
+                process.Kill(entireProcessTree: true);
+                await process.WaitForExitAsync();
+            }
+
+            process.Dispose();
+        }
     }
+
+    private System.Diagnostics.Process? _process;
+
+    /// <summary>Whether this instance runs as its own process (<see cref="StartProcessAsync"/>) that is alive.</summary>
+    public bool IsRunning => _process is { HasExited: false } || _server is not null;
+
+    /// <summary>
+    /// Starts <c>gatehouse serve</c> as its own process, so that a test can SIGKILL it; its output lines go to
+    /// <see cref="Logs"/>. Returns once the admin API answers <c>/readyz</c>.
+    /// </summary>
+    public async Task StartProcessAsync(TimeSpan? timeout = null)
+    {
+        var start = new System.Diagnostics.ProcessStartInfo("dotnet") { WorkingDirectory = Directory, RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var arg in new[] { "exec", Tools.GatehouseDll, "serve", "--config", ConfigPath })
+        {
+            start.ArgumentList.Add(arg);
+        }
+
+        var process = System.Diagnostics.Process.Start(start)!;
+        process.OutputDataReceived += (_, e) => Logs.Enqueue(e.Data ?? "");
+        process.ErrorDataReceived += (_, e) => Logs.Enqueue(e.Data ?? "");
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+        _process = process;
+        var ready = await EventuallyAsync(async () =>
+        {
+            if (process.HasExited || !File.Exists(Path.Combine(DataDirectory, "local-ca-root.pem")) || !File.Exists(Path.Combine(DataDirectory, "admin.token")))
+            {
+                return process.HasExited;
+            }
+
+            try
+            {
+                using var admin = AdminClient(withToken: false);
+                using var response = await admin.GetAsync("readyz");
+                return response.StatusCode == HttpStatusCode.OK;
+            }
+            catch (HttpRequestException)
+            {
+                return false;
+            }
+        }, timeout ?? TimeSpan.FromSeconds(60));
+        Xunit.Assert.True(ready && !process.HasExited, $"gatehouse serve in {Directory} did not become ready; output:\n{string.Join('\n', Logs.TakeLast(30))}");
+    }
+
+    /// <summary>SIGKILLs the process started by <see cref="StartProcessAsync"/>: no shutdown, no lease revoked.</summary>
+    public void Kill()
+    {
+        var process = _process ?? throw new InvalidOperationException("not running as a process");
+        process.Kill();
+        process.WaitForExit();
+    }
+
+    /// <summary>Whether this instance logged that it is issuing certificate <paramref name="id"/> (event 3001).</summary>
+    public bool LoggedIssuing(string id) => Logs.Any(line => line.Contains($"Issuing certificate {id} for", StringComparison.Ordinal));
 
     /// <summary>An HTTPS client for the edge that trusts only the local CA root, or <paramref name="trust"/>.</summary>
     public HttpClient EdgeClient(bool http2 = false, X509ChainPolicy? trust = null) => Client(HttpsPort, http2, trust);
