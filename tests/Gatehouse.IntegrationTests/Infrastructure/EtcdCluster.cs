@@ -192,10 +192,14 @@ public sealed class EtcdCluster : IAsyncDisposable
         }
     }
 
-    /// <summary>Stops every member (SIGTERM).</summary>
+    /// <summary>Stops every member (SIGTERM), one after the other: stopped all at once, members wait seconds for
+    /// each other on the way out.</summary>
     public async Task StopAllAsync()
     {
-        await Task.WhenAll(Enumerable.Range(0, _members.Length).Select(StopMemberAsync));
+        for (var i = 0; i < _members.Length; i++)
+        {
+            await StopMemberAsync(i);
+        }
     }
 
     /// <summary>Starts every member that is not running and waits until all are healthy.</summary>
