@@ -1,5 +1,8 @@
 using System.Diagnostics;
 using System.Globalization;
+using System.Net.Security;
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
 using System.Text.Json;
 
 namespace Gatehouse.IntegrationTests.Infrastructure;
@@ -10,6 +13,8 @@ namespace Gatehouse.IntegrationTests.Infrastructure;
 /// 50 ms and election timeout 500 ms, so a new leader is elected within about a second. Members can be killed
 /// (SIGKILL), stopped (SIGTERM) and started again on the same data directory. Everything is killed and deleted on
 /// dispose. Never uses etcd's default ports, so a system etcd started by the Debian package does not matter.
+/// With <c>tls</c>, clients must speak TLS to a server certificate from a throwaway CA and show a client
+/// certificate from it (<see cref="CaFile"/>, <see cref="ClientCertificateFile"/>, <see cref="ClientKeyFile"/>).
 /// </summary>
 public sealed class EtcdCluster : IAsyncDisposable
 {
@@ -17,22 +22,35 @@ public sealed class EtcdCluster : IAsyncDisposable
     private static readonly TimeSpan StartTimeout = TimeSpan.FromSeconds(30);
 
     private readonly Member[] _members;
-    private readonly HttpClient _http = new() { Timeout = TimeSpan.FromSeconds(2) };
+    private readonly HttpClient _http;
+    private readonly bool _tls;
 
-    private EtcdCluster(string directory, int size)
+    private EtcdCluster(string directory, int size, bool tls, string[] extraArguments)
     {
         Directory = directory;
+        _tls = tls;
+        var scheme = tls ? "https" : "http";
         var token = "gatehouse-it-" + Guid.NewGuid().ToString("N")[..8];
-        _members = [.. Enumerable.Range(0, size).Select(i => new Member(i, Ports.Free(), Ports.Free(), directory))];
+        _members = [.. Enumerable.Range(0, size).Select(i => new Member(i, Ports.Free(), Ports.Free(), directory, scheme))];
         var initialCluster = string.Join(',', _members.Select(m => $"{m.Name}=http://127.0.0.1:{m.PeerPort}"));
+        string[] tlsArguments = [];
+        if (tls)
+        {
+            WriteCertificates();
+            tlsArguments = ["--cert-file", Path.Combine(directory, "server.pem"), "--key-file", Path.Combine(directory, "server.key"), "--client-cert-auth", "--trusted-ca-file", CaFile];
+        }
+
+        _http = CreateHttpClient();
         foreach (var member in _members)
         {
             member.Arguments =
             [
+                .. tlsArguments,
+                .. extraArguments,
                 "--name", member.Name,
                 "--data-dir", member.DataDirectory,
-                "--listen-client-urls", $"http://127.0.0.1:{member.ClientPort}",
-                "--advertise-client-urls", $"http://127.0.0.1:{member.ClientPort}",
+                "--listen-client-urls", member.Endpoint.GetLeftPart(UriPartial.Authority),
+                "--advertise-client-urls", member.Endpoint.GetLeftPart(UriPartial.Authority),
                 "--listen-peer-urls", $"http://127.0.0.1:{member.PeerPort}",
                 "--initial-advertise-peer-urls", $"http://127.0.0.1:{member.PeerPort}",
                 "--initial-cluster", initialCluster,
@@ -55,11 +73,25 @@ public sealed class EtcdCluster : IAsyncDisposable
     /// <summary>The members' data directories, by member index.</summary>
     public IReadOnlyList<string> DataDirectories => [.. _members.Select(m => m.DataDirectory)];
 
+    /// <summary>PEM of the CA behind the server and client certificates (with <c>tls</c>).</summary>
+    public string CaFile => Path.Combine(Directory, "ca.pem");
+
+    /// <summary>PEM client certificate the members accept (with <c>tls</c>).</summary>
+    public string ClientCertificateFile => Path.Combine(Directory, "client.pem");
+
+    public string ClientKeyFile => Path.Combine(Directory, "client.key");
+
+    /// <summary><c>user:password</c> for etcdctl once authentication is on.</summary>
+    public string? EtcdctlUser { get; set; }
+
     /// <summary>Whether member <paramref name="index"/>'s process is running.</summary>
     public bool IsRunning(int index) => _members[index].Process is { HasExited: false };
 
     /// <summary>Starts a cluster of <paramref name="size"/> members and waits until every member is healthy.</summary>
-    public static async Task<EtcdCluster> StartAsync(int size = 3)
+    /// <param name="size">How many members.</param>
+    /// <param name="tls">Client URLs are https and want a client certificate.</param>
+    /// <param name="extraArguments">More etcd flags for every member.</param>
+    public static async Task<EtcdCluster> StartAsync(int size = 3, bool tls = false, string[]? extraArguments = null)
     {
         if (!File.Exists(EtcdBinary))
         {
@@ -68,7 +100,7 @@ public sealed class EtcdCluster : IAsyncDisposable
 
         var directory = Path.Combine(Path.GetTempPath(), "gatehouse-etcd-" + Guid.NewGuid().ToString("N")[..12]);
         System.IO.Directory.CreateDirectory(directory);
-        var cluster = new EtcdCluster(directory, size);
+        var cluster = new EtcdCluster(directory, size, tls, extraArguments ?? []);
         try
         {
             await cluster.StartAllAsync();
@@ -160,10 +192,14 @@ public sealed class EtcdCluster : IAsyncDisposable
         }
     }
 
-    /// <summary>Stops every member (SIGTERM).</summary>
+    /// <summary>Stops every member (SIGTERM), one after the other: stopped all at once, members wait seconds for
+    /// each other on the way out.</summary>
     public async Task StopAllAsync()
     {
-        await Task.WhenAll(Enumerable.Range(0, _members.Length).Select(StopMemberAsync));
+        for (var i = 0; i < _members.Length; i++)
+        {
+            await StopMemberAsync(i);
+        }
     }
 
     /// <summary>Starts every member that is not running and waits until all are healthy.</summary>
@@ -216,7 +252,9 @@ public sealed class EtcdCluster : IAsyncDisposable
     public async Task<ToolResult> EtcdctlAsync(string[] args, IEnumerable<Uri>? endpoints = null)
     {
         var all = string.Join(',', (endpoints ?? Endpoints).Select(e => e.GetLeftPart(UriPartial.Authority)));
-        var result = await Tools.RunAsync("etcdctl", ["--endpoints", all, "--dial-timeout", "2s", "--command-timeout", "10s", .. args], Directory,
+        string[] tls = _tls ? ["--cacert", CaFile, "--cert", ClientCertificateFile, "--key", ClientKeyFile] : [];
+        string[] user = EtcdctlUser is null ? [] : ["--user", EtcdctlUser];
+        var result = await Tools.RunAsync("etcdctl", ["--endpoints", all, "--dial-timeout", "2s", "--command-timeout", "10s", .. tls, .. user, .. args], Directory,
             environment: new Dictionary<string, string> { ["ETCDCTL_API"] = "3" });
         if (result.ExitCode != 0)
         {
@@ -274,7 +312,59 @@ public sealed class EtcdCluster : IAsyncDisposable
         }
     }
 
-    private sealed class Member(int index, int clientPort, int peerPort, string directory)
+    private HttpClient CreateHttpClient()
+    {
+        var handler = new SocketsHttpHandler { UseProxy = false };
+        if (_tls)
+        {
+            var policy = new X509ChainPolicy { TrustMode = X509ChainTrustMode.CustomRootTrust, RevocationMode = X509RevocationMode.NoCheck };
+            policy.CustomTrustStore.ImportFromPemFile(CaFile);
+            handler.SslOptions = new SslClientAuthenticationOptions
+            {
+                CertificateChainPolicy = policy,
+                ClientCertificateContext = SslStreamCertificateContext.Create(X509Certificate2.CreateFromPemFile(ClientCertificateFile, ClientKeyFile), null),
+            };
+        }
+
+        return new HttpClient(handler) { Timeout = TimeSpan.FromSeconds(2) };
+    }
+
+    /// <summary>A throwaway CA, a server leaf for 127.0.0.1 and a client leaf, as PEM files in the directory.</summary>
+    private void WriteCertificates()
+    {
+        var now = DateTimeOffset.UtcNow;
+        using var caKey = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        var caRequest = new CertificateRequest("CN=Gatehouse test etcd CA", caKey, HashAlgorithmName.SHA256);
+        caRequest.CertificateExtensions.Add(new X509BasicConstraintsExtension(true, false, 0, true));
+        caRequest.CertificateExtensions.Add(new X509KeyUsageExtension(X509KeyUsageFlags.KeyCertSign | X509KeyUsageFlags.CrlSign, true));
+        caRequest.CertificateExtensions.Add(new X509SubjectKeyIdentifierExtension(caRequest.PublicKey, false));
+        using var ca = caRequest.CreateSelfSigned(now.AddMinutes(-5), now.AddDays(2));
+        File.WriteAllText(CaFile, ca.ExportCertificatePem() + "\n");
+
+        void Leaf(string name, string commonName, string usageOid)
+        {
+            using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+            var request = new CertificateRequest("CN=" + commonName, key, HashAlgorithmName.SHA256);
+            var san = new SubjectAlternativeNameBuilder();
+            san.AddDnsName("localhost");
+            san.AddIpAddress(System.Net.IPAddress.Loopback);
+            request.CertificateExtensions.Add(san.Build());
+            request.CertificateExtensions.Add(new X509BasicConstraintsExtension(false, false, 0, true));
+            request.CertificateExtensions.Add(new X509KeyUsageExtension(X509KeyUsageFlags.DigitalSignature, true));
+            request.CertificateExtensions.Add(new X509EnhancedKeyUsageExtension([new Oid(usageOid)], false));
+            request.CertificateExtensions.Add(X509AuthorityKeyIdentifierExtension.CreateFromCertificate(ca, true, false));
+            var serial = RandomNumberGenerator.GetBytes(16);
+            serial[0] &= 0x7F; // positive: Go refuses negative serial numbers
+            using var leaf = request.Create(ca, now.AddMinutes(-5), now.AddDays(1), serial);
+            File.WriteAllText(Path.Combine(Directory, name + ".pem"), leaf.ExportCertificatePem() + "\n");
+            File.WriteAllText(Path.Combine(Directory, name + ".key"), key.ExportPkcs8PrivateKeyPem() + "\n");
+        }
+
+        Leaf("server", "127.0.0.1", "1.3.6.1.5.5.7.3.1");
+        Leaf("client", "gatehouse", "1.3.6.1.5.5.7.3.2");
+    }
+
+    private sealed class Member(int index, int clientPort, int peerPort, string directory, string scheme)
     {
         public int Index { get; } = index;
 
@@ -284,7 +374,7 @@ public sealed class EtcdCluster : IAsyncDisposable
 
         public int PeerPort { get; } = peerPort;
 
-        public Uri Endpoint { get; } = new($"http://127.0.0.1:{clientPort}");
+        public Uri Endpoint { get; } = new($"{scheme}://127.0.0.1:{clientPort}");
 
         public string DataDirectory { get; } = Path.Combine(directory, "m" + index.ToString(CultureInfo.InvariantCulture));
 

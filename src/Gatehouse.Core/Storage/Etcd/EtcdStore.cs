@@ -534,6 +534,7 @@ public sealed class EtcdStore : IStore
             catch (RpcException ex) when (authToken is not null && IsInvalidToken(ex) && !reauthenticated)
             {
                 // Tokens expire (simple tokens after 5 minutes idle): get a new one and try the same member again.
+                EtcdLog.TokenRefused(_logger, member.Name, operation);
                 reauthenticated = true;
                 Interlocked.CompareExchange(ref _token, null, authToken);
                 attempt--;
@@ -861,6 +862,9 @@ internal static partial class EtcdLog
 
     [LoggerMessage(EventId = 1103, Level = LogLevel.Information, Message = "etcd watch on {Prefix} broke at {Endpoint} ({Reason}); resuming on another member")]
     public static partial void WatchBroken(ILogger logger, string prefix, string endpoint, string reason);
+
+    [LoggerMessage(EventId = 1105, Level = LogLevel.Debug, Message = "etcd member {Endpoint} refused the auth token for a {Operation} (expired); authenticating again")]
+    public static partial void TokenRefused(ILogger logger, string endpoint, string operation);
 
     [LoggerMessage(EventId = 1104, Level = LogLevel.Information, Message = "etcd watch on {Prefix} resumed after revision {Revision} at {Endpoint}")]
     public static partial void WatchResumed(ILogger logger, string prefix, long revision, string endpoint);
