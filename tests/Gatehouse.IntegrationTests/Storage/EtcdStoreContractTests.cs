@@ -188,6 +188,18 @@ public sealed class EtcdStoreContractTests(EtcdFixture etcd) : StoreContractTest
         Assert.Equal((Keys + "down/b", after.Revision), (events[0].Entry.Key, events[0].Revision));
     }
 
+    [Fact]
+    public async Task Dispose_EndsAnOpenWatchQuietly()
+    {
+        var store = etcd.OpenStore(EtcdFixture.NewPrefix());
+        var start = await store.CommitAsync(new StoreTransaction().Put(Keys + "d/a", Bytes("1")));
+        var watching = CollectFromAsync(store, Keys + "d/", start.Revision, 1, CancellationToken.None);
+        await Task.Delay(200);
+        await store.DisposeAsync();
+        Assert.Empty(await watching.WaitAsync(TimeSpan.FromSeconds(30)));
+        await Assert.ThrowsAsync<ObjectDisposedException>(() => store.GetAsync(Keys + "d/a").AsTask());
+    }
+
     /// <summary>An idempotent put that tries again when the member it went to died with the put in flight (its
     /// fate unknown, so the store says unavailable rather than guess).</summary>
     private static async Task PutAcrossFailoverAsync(IStore store, string key, string value)

@@ -238,6 +238,11 @@ public sealed class EtcdStore : IStore
                 if (session is null)
                 {
                     session = await OpenWatchAsync(prefix, start, end, last + 1, member, linked.Token, cancellationToken);
+                    if (session is null)
+                    {
+                        yield break; // the store was disposed
+                    }
+
                     if (failingSince is not null)
                     {
                         EtcdLog.WatchResumed(_logger, prefix, last, session.Member.Name);
@@ -303,7 +308,8 @@ public sealed class EtcdStore : IStore
         }
     }
 
-    private async Task<WatchSession> OpenWatchAsync(string prefix, ByteString start, ByteString end, long startRevision, int firstMember, CancellationToken token, CancellationToken callerToken)
+    /// <summary>Opens a watch on the first member that takes it; null when the store was disposed meanwhile.</summary>
+    private async Task<WatchSession?> OpenWatchAsync(string prefix, ByteString start, ByteString end, long startRevision, int firstMember, CancellationToken token, CancellationToken callerToken)
     {
         var deadline = DateTime.UtcNow + _options.RequestTimeout;
         var pause = FirstRetryPause;
@@ -352,9 +358,9 @@ public sealed class EtcdStore : IStore
             {
                 throw new OperationCanceledException("The etcd watch was cancelled.", ex, callerToken);
             }
-            catch (Exception ex) when (ex is RpcException or OperationCanceledException && token.IsCancellationRequested)
+            catch (Exception ex) when (ex is RpcException or OperationCanceledException or ObjectDisposedException && token.IsCancellationRequested)
             {
-                throw new ObjectDisposedException(nameof(EtcdStore), ex);
+                return null;
             }
             catch (RpcException ex) when (authToken is not null && IsInvalidToken(ex) && !reauthenticated)
             {
@@ -385,7 +391,13 @@ public sealed class EtcdStore : IStore
 
             if ((attempt + 1) % _members.Length == 0)
             {
-                await Task.Delay(Min(pause, remaining), token);
+                await Task.Delay(Min(pause, remaining), token).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+                callerToken.ThrowIfCancellationRequested();
+                if (token.IsCancellationRequested)
+                {
+                    return null;
+                }
+
                 pause = Min(pause * 2, MaxRetryPause);
             }
         }
