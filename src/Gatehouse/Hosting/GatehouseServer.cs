@@ -227,6 +227,10 @@ public sealed class GatehouseServer : IAsyncDisposable
 
         var app = builder.Build();
         var logger = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("Gatehouse");
+        if (store is Gatehouse.Storage.Etcd.EtcdStore etcd)
+        {
+            etcd.UseLogger(app.Services.GetRequiredService<ILoggerFactory>().CreateLogger<Gatehouse.Storage.Etcd.EtcdStore>());
+        }
         var cache = app.Services.GetRequiredService<CertificateCache>();
         var siteMirror = app.Services.GetRequiredService<StoreMirror<SiteDefinition>>();
         var certificateMirror = app.Services.GetRequiredService<StoreMirror<CertificateRecord>>();

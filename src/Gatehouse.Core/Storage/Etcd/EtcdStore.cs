@@ -40,7 +40,7 @@ public sealed class EtcdStore : IStore
 
     private readonly EtcdStoreOptions _options;
     private readonly Member[] _members;
-    private readonly ILogger _logger;
+    private volatile ILogger _logger;
     private readonly CancellationTokenSource _disposed = new();
     private readonly SemaphoreSlim _authentication = new(1, 1);
     private string? _token;
@@ -61,6 +61,14 @@ public sealed class EtcdStore : IStore
     /// unreachable cluster shows in the first call.</summary>
     /// <exception cref="ArgumentException">The options cannot work.</exception>
     /// <exception cref="StoreUnavailableException">A TLS file cannot be read.</exception>
+    /// <summary>Sends the store's fail-over and watch-resume events to <paramref name="logger"/> from now on (a host
+    /// opens the store before its logging is built).</summary>
+    public void UseLogger(ILogger logger)
+    {
+        ArgumentNullException.ThrowIfNull(logger);
+        _logger = logger;
+    }
+
     public static EtcdStore Open(EtcdStoreOptions options, ILogger? logger = null)
     {
         ArgumentNullException.ThrowIfNull(options);
