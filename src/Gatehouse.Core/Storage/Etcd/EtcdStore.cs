@@ -57,10 +57,6 @@ public sealed class EtcdStore : IStore
     /// <summary>The options the store was opened with.</summary>
     public EtcdStoreOptions Options => _options;
 
-    /// <summary>Opens a store on the cluster at <paramref name="options"/>' endpoints. Nothing is sent yet: an
-    /// unreachable cluster shows in the first call.</summary>
-    /// <exception cref="ArgumentException">The options cannot work.</exception>
-    /// <exception cref="StoreUnavailableException">A TLS file cannot be read.</exception>
     /// <summary>Sends the store's fail-over and watch-resume events to <paramref name="logger"/> from now on (a host
     /// opens the store before its logging is built).</summary>
     public void UseLogger(ILogger logger)
@@ -69,6 +65,10 @@ public sealed class EtcdStore : IStore
         _logger = logger;
     }
 
+    /// <summary>Opens a store on the cluster at <paramref name="options"/>' endpoints. Nothing is sent yet: an
+    /// unreachable cluster shows in the first call.</summary>
+    /// <exception cref="ArgumentException">The options cannot work.</exception>
+    /// <exception cref="StoreUnavailableException">A TLS file cannot be read.</exception>
     public static EtcdStore Open(EtcdStoreOptions options, ILogger? logger = null)
     {
         ArgumentNullException.ThrowIfNull(options);
