@@ -20,6 +20,7 @@ namespace Gatehouse.IntegrationTests.Cluster;
 /// instances, and breaks something: an instance, an etcd member, the etcd leader, all of etcd, one instance's link.
 /// Lock TTL 3 s.
 /// </summary>
+[Collection(ClusterCollection.Name)]
 public sealed partial class ClusterTests(ITestOutputHelper output) : IAsyncLifetime
 {
     private static readonly TimeSpan Deadline = TimeSpan.FromSeconds(60);
@@ -344,4 +345,12 @@ public sealed partial class ClusterTests(ITestOutputHelper output) : IAsyncLifet
 
     [GeneratedRegex("Added order \"[^\"]+\" to the db")]
     private static partial Regex AddedOrder();
+}
+
+/// <summary>The cluster tests run alone: each starts five etcd and Gatehouse processes plus Pebble, and their functional
+/// deadlines should not compete with the rest of the suite for two cores.</summary>
+[CollectionDefinition(Name, DisableParallelization = true)]
+public sealed class ClusterCollection
+{
+    public const string Name = "cluster (runs alone)";
 }
