@@ -123,16 +123,7 @@ public sealed class PersistenceAndSecrecyTests : IAsyncLifetime
             sealedKeys.Add((entry.Key, CoreJson.Deserialize<CertificateRecord>(entry).SealedKey!));
         }
 
-        var scalars = new List<byte[]>();
-        foreach (var (key, sealedKey) in sealedKeys)
-        {
-            using var plaintext = cipher.Open(key, sealedKey);
-            using var ecdsa = ECDsa.Create();
-            ecdsa.ImportPkcs8PrivateKey(plaintext.Span, out _);
-            scalars.Add(ecdsa.ExportParameters(includePrivateParameters: true).D!);
-        }
-
-        return scalars;
+        return KeyMaterialScanner.Scalars(cipher, sealedKeys);
     }
 
     private sealed class TempFiles : IDisposable

@@ -1,7 +1,6 @@
 using System.Diagnostics;
 using System.Net;
 using System.Net.Http.Json;
-using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
 using System.Text.RegularExpressions;
 using Gatehouse.Certificates;
@@ -331,16 +330,7 @@ public sealed partial class ClusterTests(ITestOutputHelper output) : IAsyncLifet
             }
         }
 
-        var scalars = new List<byte[]>();
-        foreach (var (key, sealedKey) in sealedKeys)
-        {
-            using var plaintext = cipher.Open(key, sealedKey);
-            using var ecdsa = ECDsa.Create();
-            ecdsa.ImportPkcs8PrivateKey(plaintext.Span, out _);
-            scalars.Add(ecdsa.ExportParameters(includePrivateParameters: true).D!);
-        }
-
-        return scalars;
+        return KeyMaterialScanner.Scalars(cipher, sealedKeys);
     }
 
     [GeneratedRegex("Added order \"[^\"]+\" to the db")]

@@ -19,6 +19,22 @@ public sealed class KeyMaterialScanner(IReadOnlyList<byte[]> knownScalars)
         ("SEC1 P-384 private key", [0x02, 0x01, 0x01, 0x04, 0x30]),
     ];
 
+    /// <summary>Opens each sealed EC key with <paramref name="cipher"/> (the test holds the master key, as an operator
+    /// could) and returns the private scalars, for <see cref="KeyMaterialScanner"/> to look for.</summary>
+    public static List<byte[]> Scalars(Gatehouse.Keys.EnvelopeCipher cipher, IEnumerable<(string RecordKey, byte[] Sealed)> sealedKeys)
+    {
+        var scalars = new List<byte[]>();
+        foreach (var (key, sealedKey) in sealedKeys)
+        {
+            using var plaintext = cipher.Open(key, sealedKey);
+            using var ecdsa = System.Security.Cryptography.ECDsa.Create();
+            ecdsa.ImportPkcs8PrivateKey(plaintext.Span, out _);
+            scalars.Add(ecdsa.ExportParameters(includePrivateParameters: true).D!);
+        }
+
+        return scalars;
+    }
+
     /// <summary>Every finding: the file and what was found in it.</summary>
     public List<(string File, string What)> Scan(string directory, string? except)
     {
