@@ -44,6 +44,22 @@ internal static class ProcStats
         return true;
     }
 
+    /// <summary>The processes whose parent is <paramref name="parent"/> and whose comm (the executable's name cut at 15
+    /// characters) is one of <paramref name="names"/>.</summary>
+    public static int[] Children(int parent, params string[] names)
+    {
+        var found = new List<int>();
+        foreach (var directory in Directory.EnumerateDirectories("/proc"))
+        {
+            if (int.TryParse(Path.GetFileName(directory), out var pid) && TryReadStat(pid, out var comm, out var ppid, out _) && ppid == parent && names.Contains(comm))
+            {
+                found.Add(pid);
+            }
+        }
+
+        return [.. found];
+    }
+
     /// <summary>VmRSS and VmHWM (peak RSS) of /proc/PID/status, KiB.</summary>
     public static (long RssKiB, long PeakKiB) Memory(int pid)
     {

@@ -58,15 +58,16 @@ public sealed class EtcdCluster : IAsyncDisposable
     /// <summary>Whether member <paramref name="index"/>'s process is running.</summary>
     public bool IsRunning(int index) => _members[index].Process is { HasExited: false };
 
-    /// <summary>Starts a cluster of <paramref name="size"/> members and waits until every member is healthy.</summary>
-    public static async Task<EtcdCluster> StartAsync(int size = 3)
+    /// <summary>Starts a cluster of <paramref name="size"/> members and waits until every member is healthy. Its
+    /// directory is made under <paramref name="parentDirectory"/> (default: the temp directory).</summary>
+    public static async Task<EtcdCluster> StartAsync(int size = 3, string? parentDirectory = null)
     {
         if (!File.Exists(EtcdBinary))
         {
             throw new InvalidOperationException($"{EtcdBinary} is missing; run: apt-get install etcd-server etcd-client");
         }
 
-        var directory = Path.Combine(Path.GetTempPath(), "gatehouse-etcd-" + Guid.NewGuid().ToString("N")[..12]);
+        var directory = Path.Combine(parentDirectory ?? Path.GetTempPath(), "gatehouse-etcd-" + Guid.NewGuid().ToString("N")[..12]);
         System.IO.Directory.CreateDirectory(directory);
         var cluster = new EtcdCluster(directory, size);
         try
