@@ -29,8 +29,8 @@ internal sealed class ClusterReport(int instances, int sites, TimeSpan limit, Ti
         }
 
         Row(text, $"**Gatehouse, all {instances} × {updates.Count} (instance, update) pairs**", pairs);
-        Row(text, $"**nginx 1.22, `nginx -s reload`, {sites} server blocks**", [.. reloadCommand.Select(r => r.Served)]);
-        Row(text, "nginx 1.22, `kill -HUP` to the master instead", [.. hup.Select(r => r.Served)]);
+        Row(text, $"**nginx, `nginx -s reload`, {sites} server blocks**", [.. reloadCommand.Select(r => r.Served)]);
+        Row(text, "nginx, `kill -HUP` to the master instead", [.. hup.Select(r => r.Served)]);
         text.AppendLine();
         text.AppendLine(CultureInfo.InvariantCulture, $"- Gatehouse p50 / nginx p50 = {Ms(P(gatehouse, 50))} / {Ms(P(peer, 50))} = **{Ratio(P(gatehouse, 50), P(peer, 50))}**; p99 / p99 = {Ms(P(gatehouse, 99))} / {Ms(P(peer, 99))} = {Ratio(P(gatehouse, 99), P(peer, 99))}. Against `kill -HUP`: p50 / p50 = {Ratio(P(gatehouse, 50), P(peerHup, 50))}, p99 / p99 = {Ratio(P(gatehouse, 99), P(peerHup, 99))}.");
         text.AppendLine(CultureInfo.InvariantCulture, $"- Target p99 < 500 ms over all pairs: **{(P(gatehouse, 99) < 500 ? "met" : "not met")}** ({Ms(P(gatehouse, 99))} ms).");
@@ -50,7 +50,7 @@ internal sealed class ClusterReport(int instances, int sites, TimeSpan limit, Ti
         text.AppendLine("|" + string.Concat(Enumerable.Repeat("---:|", instances + 2)));
         text.AppendLine("| " + string.Join(" | ", cpu.Instances.Select(c => Cpu(c, measureSeconds))) + $" | {Cpu(cpu.Etcd, measureSeconds)} | {Cpu(cpu.Bench, measureSeconds)} |");
         text.AppendLine();
-        text.AppendLine("Warnings and errors in the instances' logs, during the measured loop and outside it (start-up, set-up, warm-up, shutdown is not read):");
+        text.AppendLine("Warnings and errors in the instances' logs, during the measured loop and outside it (start-up, set-up and warm-up; the shutdown is not read):");
         text.AppendLine();
         for (var i = 0; i < instances; i++)
         {

@@ -8,10 +8,10 @@ using Gatehouse.Storage.Etcd;
 // `dotnet gatehouse.dll serve` processes on one prefix, adds SITES (20) sites through instance 1's admin API (local CA,
 // the default issuer) and waits until every instance serves every site. Then, one at a time, COUNT (100) certificate
 // updates: renewal asked through the admin API of instance (k mod INSTANCES) (POST /v1/certificates/HOST/renew makes
-// the certificate due; the instance that takes its lock issues a new one and writes it to etcd). t0 = the moment the record with
-// the new serial reaches the bench's own etcd watch; t_i = the end of the first full TLS handshake (SNI = the name,
-// no resumption) on instance i that presents the new serial, probed every POLL_MS (2) ms from t0 on each instance at
-// once, at most UPDATE_LIMIT (10) s (then a miss). Interleaved with those, NGINX_REPS (50) reloads of the peer: nginx
+// the certificate due; the instance that takes its lock issues a new one and writes it to etcd). t0 = the moment the
+// record with the new serial reaches the bench's own etcd watch; t_i = the end of the first full TLS handshake (SNI =
+// the name, no resumption) on instance i that presents the new serial, probed every POLL_MS (2) ms from t0 on each
+// instance at once, at most UPDATE_LIMIT (10) s (then a miss). Interleaved with those, NGINX_REPS (50) reloads of the peer: nginx
 // with the same names, one site's certificate files rewritten, t0 = `nginx -s reload` started, same probes; and
 // NGINX_HUP_REPS (30) more with `kill -HUP` to the master instead (the same signal without `-s reload`'s own parse of the
 // config). WARMUP (10) updates and NGINX_WARMUP (5) reloads first, reported apart. Prints a markdown report; writes one
