@@ -1,13 +1,7 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Globalization;
-using System.Net;
-using System.Net.Http.Headers;
-using System.Net.Security;
-using System.Net.Sockets;
 using System.Security.Cryptography.X509Certificates;
-using System.Text;
-using System.Text.Json;
 using Gatehouse.IntegrationTests.Infrastructure;
 
 // bench/acme: starts Pebble 2.4.0 (PEBBLE_VA_NOSLEEP=1, its default 5% badNonce) and pebble-challtestsrv with the
@@ -75,7 +69,7 @@ await File.WriteAllTextAsync(config, $"""
 Console.Error.WriteLine("acme: starting gatehouse serve...");
 await using var gatehouse = GatehouseProcess.Start(gatehouseDll, work, config, Path.Combine(work, "gatehouse.log"));
 using var admin = await AdminClient.ConnectAsync(gatehouse, Path.Combine(work, "data"), adminPort, TimeSpan.FromSeconds(60));
-var caPids = ChildProcesses("pebble", "pebble-challtes"); // comm is cut at 15 characters
+var caPids = ProcStats.Children(Environment.ProcessId, "pebble", "pebble-challtes"); // Pebble and challtestsrv: the fixture starts them; comm is cut at 15 characters
 var bench = new Bench(gatehouse, admin, httpsPort, pebble.IssuingRoot, certificateLimit);
 var results = new List<PhaseResult>();
 // A cold process spends most of its first tens of seconds of CPU in the tiered JIT (a perf profile showed 71% of
@@ -119,22 +113,6 @@ Console.WriteLine(Analysis.Report(results, events, wire, new CpuSummary(settle.W
 return results.All(r => r.Samples.All(s => s.Served is not null) && r.Samples.Count == r.Requested) ? 0 : 1;
 
 static List<string> Hosts(string label, int count) => [.. Enumerable.Range(1, count).Select(i => $"{label[0]}{i}.{label}.bench.test")];
-
-// Pebble and challtestsrv are children of this process (the fixture starts them).
-static int[] ChildProcesses(params string[] names)
-{
-    var self = Environment.ProcessId;
-    var found = new List<int>();
-    foreach (var directory in Directory.EnumerateDirectories("/proc"))
-    {
-        if (int.TryParse(Path.GetFileName(directory), out var pid) && ProcStats.TryReadStat(pid, out var comm, out var parent, out _) && parent == self && names.Contains(comm))
-        {
-            found.Add(pid);
-        }
-    }
-
-    return [.. found];
-}
 
 /// <summary>One certificate: when its site was added, when the edge first presented its Pebble certificate.</summary>
 internal sealed record Sample(string Phase, string Host, DateTimeOffset AddStart, DateTimeOffset AddDone, DateTimeOffset? Served, string? Serial, int Probes, TimeSpan? ServedHandshake = null)
@@ -274,7 +252,7 @@ internal sealed class Bench(GatehouseProcess gatehouse, AdminClient admin, int h
     private async Task<(DateTimeOffset Start, DateTimeOffset Done)> AddAsync(string host)
     {
         var start = DateTimeOffset.UtcNow;
-        await admin.AddSiteAsync(host);
+        await admin.AddSiteAsync(host, "pebble");
         return (start, DateTimeOffset.UtcNow);
     }
 
@@ -286,7 +264,7 @@ internal sealed class Bench(GatehouseProcess gatehouse, AdminClient admin, int h
         {
             probes++;
             var probeStart = DateTimeOffset.UtcNow;
-            if (await TryServedSerialAsync(host) is { } serial)
+            if (await TlsProbe.ServedSerialAsync(httpsPort, host, issuingRoot, TimeSpan.FromSeconds(5)) is { } serial)
             {
                 var served = DateTimeOffset.UtcNow;
                 return new Sample(phase, host, addStart, addDone, served, serial, probes, served - probeStart);
@@ -307,253 +285,6 @@ internal sealed class Bench(GatehouseProcess gatehouse, AdminClient admin, int h
             {
                 await Task.WhenAny(issued, Task.Delay(Min(now + SlowProbe, deadline) - now));
             }
-        }
-    }
-
-    /// <summary>The serial of the certificate the edge presents for <paramref name="host"/>, when it chains to Pebble's
-    /// issuing root and names the host; null otherwise (no certificate yet: the edge ends the handshake).</summary>
-    private async Task<string?> TryServedSerialAsync(string host)
-    {
-        using var attempt = new CancellationTokenSource(TimeSpan.FromSeconds(5));
-        using var tcp = new TcpClient();
-        try
-        {
-            await tcp.ConnectAsync(IPAddress.Loopback, httpsPort, attempt.Token);
-            await using var tls = new SslStream(tcp.GetStream());
-            var trust = new X509ChainPolicy { TrustMode = X509ChainTrustMode.CustomRootTrust, RevocationMode = X509RevocationMode.NoCheck };
-            trust.CustomTrustStore.Add(issuingRoot);
-            await tls.AuthenticateAsClientAsync(new SslClientAuthenticationOptions { TargetHost = host, CertificateChainPolicy = trust }, attempt.Token);
-            using var leaf = new X509Certificate2(tls.RemoteCertificate!);
-            return leaf.SerialNumber;
-        }
-        catch (Exception ex) when (ex is SocketException or IOException or System.Security.Authentication.AuthenticationException or OperationCanceledException)
-        {
-            return null;
-        }
-    }
-}
-
-/// <summary>The admin API of the Gatehouse under test (trusting only its local CA root, with its bearer token).</summary>
-internal sealed class AdminClient : IDisposable
-{
-    private readonly HttpClient _http;
-
-    private AdminClient(HttpClient http) => _http = http;
-
-    public static async Task<AdminClient> ConnectAsync(GatehouseProcess gatehouse, string dataDirectory, int port, TimeSpan timeout)
-    {
-        var clock = Stopwatch.StartNew();
-        var rootPath = Path.Combine(dataDirectory, "local-ca-root.pem");
-        var tokenPath = Path.Combine(dataDirectory, "admin.token");
-        while (!File.Exists(rootPath) || !File.Exists(tokenPath))
-        {
-            Check(gatehouse, clock, timeout);
-            await Task.Delay(50);
-        }
-
-        var trust = new X509ChainPolicy { TrustMode = X509ChainTrustMode.CustomRootTrust, RevocationMode = X509RevocationMode.NoCheck };
-        trust.CustomTrustStore.Add(X509Certificate2.CreateFromPem(await File.ReadAllTextAsync(rootPath)));
-        var http = new HttpClient(new SocketsHttpHandler { SslOptions = new SslClientAuthenticationOptions { CertificateChainPolicy = trust } })
-        {
-            BaseAddress = new Uri($"https://127.0.0.1:{port}/"),
-            Timeout = TimeSpan.FromSeconds(30),
-        };
-        http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", (await File.ReadAllTextAsync(tokenPath)).Trim());
-        while (true)
-        {
-            Check(gatehouse, clock, timeout);
-            try
-            {
-                using var ready = await http.GetAsync(new Uri("readyz", UriKind.Relative));
-                if (ready.IsSuccessStatusCode)
-                {
-                    return new AdminClient(http);
-                }
-            }
-            catch (HttpRequestException)
-            {
-                // not listening yet
-            }
-
-            await Task.Delay(50);
-        }
-    }
-
-    public async Task AddSiteAsync(string host)
-    {
-        var body = $$"""{"hosts":["{{host}}"],"backends":["http://127.0.0.1:9"],"issuers":["pebble"]}""";
-        using var content = new StringContent(body, Encoding.UTF8, "application/json");
-        using var response = await _http.PostAsync(new Uri("v1/sites", UriKind.Relative), content);
-        if (response.StatusCode != HttpStatusCode.Created)
-        {
-            throw new InvalidOperationException($"POST /v1/sites for {host}: {(int)response.StatusCode} {await response.Content.ReadAsStringAsync()}");
-        }
-    }
-
-    public void Dispose() => _http.Dispose();
-
-    private static void Check(GatehouseProcess gatehouse, Stopwatch clock, TimeSpan timeout)
-    {
-        if (gatehouse.HasExited || clock.Elapsed > timeout)
-        {
-            throw new InvalidOperationException($"Gatehouse did not become ready within {timeout.TotalSeconds:0} s; its output:\n{string.Join('\n', gatehouse.Tail(40))}");
-        }
-    }
-}
-
-/// <summary>A line of Gatehouse's JSON console log.</summary>
-internal sealed record LogEvent(DateTimeOffset Timestamp, int EventId, string Level, string Category, string Message, IReadOnlyDictionary<string, string> State)
-{
-    public string? this[string key] => State.GetValueOrDefault(key);
-
-    public static LogEvent? TryParse(string line)
-    {
-        try
-        {
-            using var json = JsonDocument.Parse(line);
-            var root = json.RootElement;
-            var state = new Dictionary<string, string>(StringComparer.Ordinal);
-            if (root.TryGetProperty(nameof(State), out var values) && values.ValueKind == JsonValueKind.Object)
-            {
-                foreach (var property in values.EnumerateObject())
-                {
-                    state[property.Name] = property.Value.ValueKind == JsonValueKind.String ? property.Value.GetString()! : property.Value.GetRawText();
-                }
-            }
-
-            return new LogEvent(
-                DateTimeOffset.Parse(root.GetProperty(nameof(Timestamp)).GetString()!, CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal),
-                root.GetProperty(nameof(EventId)).GetInt32(),
-                root.GetProperty("LogLevel").GetString() ?? "",
-                root.GetProperty(nameof(Category)).GetString() ?? "",
-                root.GetProperty(nameof(Message)).GetString() ?? "",
-                state);
-        }
-        catch (Exception ex) when (ex is JsonException or KeyNotFoundException or FormatException or InvalidOperationException)
-        {
-            return null;
-        }
-    }
-}
-
-/// <summary>`dotnet gatehouse.dll serve` with no GATEHOUSE_* variable; its log is kept (raw in a file, parsed in memory).</summary>
-internal sealed class GatehouseProcess : IAsyncDisposable
-{
-    /// <summary>Event 3002, "Issued certificate {CertificateId} ...".</summary>
-    public const int IssuedEvent = 3002;
-
-    private readonly Process _process;
-    private readonly StreamWriter _log;
-    private readonly List<LogEvent> _events = [];
-    private readonly List<string> _lines = [];
-    private readonly ConcurrentDictionary<string, TaskCompletionSource<LogEvent>> _issued = new(StringComparer.Ordinal);
-
-    private GatehouseProcess(Process process, StreamWriter log)
-    {
-        _process = process;
-        _log = log;
-    }
-
-    public int Pid => _process.Id;
-
-    public bool HasExited => _process.HasExited;
-
-    public static GatehouseProcess Start(string dll, string directory, string config, string logPath)
-    {
-        var start = new ProcessStartInfo("dotnet", ["exec", dll, "serve", "--config", config])
-        {
-            WorkingDirectory = directory,
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-        };
-        foreach (var name in start.Environment.Keys.Where(k => k.StartsWith("GATEHOUSE_", StringComparison.Ordinal)).ToList())
-        {
-            start.Environment.Remove(name); // measure the config written by the bench, nothing else
-        }
-
-        var log = new StreamWriter(logPath) { AutoFlush = true };
-        var process = Process.Start(start) ?? throw new InvalidOperationException("dotnet did not start");
-        var gatehouse = new GatehouseProcess(process, log);
-        process.OutputDataReceived += (_, e) => gatehouse.OnLine(e.Data, stderr: false);
-        process.ErrorDataReceived += (_, e) => gatehouse.OnLine(e.Data, stderr: true);
-        process.BeginOutputReadLine();
-        process.BeginErrorReadLine();
-        return gatehouse;
-    }
-
-    /// <summary>Completes when "Issued" is logged for certificate <paramref name="id"/> (the site's first host).</summary>
-    public Task<LogEvent> IssuedSignal(string id) => _issued.GetOrAdd(id, _ => new TaskCompletionSource<LogEvent>(TaskCreationOptions.RunContinuationsAsynchronously)).Task;
-
-    public List<LogEvent> Events()
-    {
-        lock (_events)
-        {
-            return [.. _events];
-        }
-    }
-
-    public List<string> Tail(int count)
-    {
-        lock (_events)
-        {
-            return [.. _lines.TakeLast(count)];
-        }
-    }
-
-    public async ValueTask DisposeAsync()
-    {
-        if (!_process.HasExited)
-        {
-            using (var kill = Process.Start("kill", ["-TERM", _process.Id.ToString(CultureInfo.InvariantCulture)]))
-            {
-                await kill.WaitForExitAsync();
-            }
-
-            using var grace = new CancellationTokenSource(TimeSpan.FromSeconds(20));
-            try
-            {
-                await _process.WaitForExitAsync(grace.Token);
-            }
-            catch (OperationCanceledException)
-            {
-                _process.Kill(entireProcessTree: true);
-                await _process.WaitForExitAsync();
-            }
-        }
-
-        _process.Dispose();
-        lock (_events)
-        {
-            _log.Dispose();
-        }
-    }
-
-    private void OnLine(string? line, bool stderr)
-    {
-        if (line is null)
-        {
-            return;
-        }
-
-        var parsed = stderr ? null : LogEvent.TryParse(line);
-        lock (_events)
-        {
-            _log.WriteLine(stderr ? "stderr: " + line : line);
-            _lines.Add(line);
-            if (_lines.Count > 2000)
-            {
-                _lines.RemoveRange(0, 1000);
-            }
-
-            if (parsed is not null)
-            {
-                _events.Add(parsed);
-            }
-        }
-
-        if (parsed is { EventId: IssuedEvent } && parsed["CertificateId"] is { } id)
-        {
-            _issued.GetOrAdd(id, _ => new TaskCompletionSource<LogEvent>(TaskCreationOptions.RunContinuationsAsynchronously)).TrySetResult(parsed);
         }
     }
 }

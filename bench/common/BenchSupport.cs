@@ -1,5 +1,5 @@
-// Helpers shared by the bench programs (compiled into each, see their .csproj): /proc readings and "--name value"
-// arguments.
+// Helpers shared by the bench programs (compiled into each, see their .csproj): /proc readings, stopping a process and
+// "--name value" arguments.
 using System.Diagnostics;
 using System.Globalization;
 
@@ -44,6 +44,22 @@ internal static class ProcStats
         return true;
     }
 
+    /// <summary>The processes whose parent is <paramref name="parent"/> and whose comm (the executable's name cut at 15
+    /// characters) is one of <paramref name="names"/>.</summary>
+    public static int[] Children(int parent, params string[] names)
+    {
+        var found = new List<int>();
+        foreach (var directory in Directory.EnumerateDirectories("/proc"))
+        {
+            if (int.TryParse(Path.GetFileName(directory), out var pid) && TryReadStat(pid, out var comm, out var ppid, out _) && ppid == parent && names.Contains(comm))
+            {
+                found.Add(pid);
+            }
+        }
+
+        return [.. found];
+    }
+
     /// <summary>VmRSS and VmHWM (peak RSS) of /proc/PID/status, KiB.</summary>
     public static (long RssKiB, long PeakKiB) Memory(int pid)
     {
@@ -86,6 +102,35 @@ internal static class ProcStats
         var text = getconf.StandardOutput.ReadToEnd();
         getconf.WaitForExit();
         return double.Parse(text.Trim(), CultureInfo.InvariantCulture);
+    }
+}
+
+internal static class ProcessStop
+{
+    /// <summary>Sends SIGTERM and waits up to <paramref name="grace"/> for the process to exit; then kills it and its
+    /// descendants.</summary>
+    public static async Task TerminateAsync(Process process, TimeSpan grace)
+    {
+        if (process.HasExited)
+        {
+            return;
+        }
+
+        using (var term = Process.Start("kill", ["-TERM", process.Id.ToString(CultureInfo.InvariantCulture)]))
+        {
+            await term!.WaitForExitAsync();
+        }
+
+        using var timeout = new CancellationTokenSource(grace);
+        try
+        {
+            await process.WaitForExitAsync(timeout.Token);
+        }
+        catch (OperationCanceledException)
+        {
+            process.Kill(entireProcessTree: true);
+            await process.WaitForExitAsync();
+        }
     }
 }
 

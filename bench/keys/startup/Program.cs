@@ -150,29 +150,7 @@ static async Task<TimeSpan?> FirstResponseAsync(int port, string serverName, Bul
     }
 }
 
-static async Task StopAsync(Process process)
-{
-    if (process.HasExited)
-    {
-        return;
-    }
-
-    using (var kill = Process.Start("kill", ["-TERM", process.Id.ToString(CultureInfo.InvariantCulture)]))
-    {
-        await kill.WaitForExitAsync();
-    }
-
-    using var grace = new CancellationTokenSource(TimeSpan.FromSeconds(30));
-    try
-    {
-        await process.WaitForExitAsync(grace.Token);
-    }
-    catch (OperationCanceledException)
-    {
-        process.Kill(entireProcessTree: true);
-        await process.WaitForExitAsync();
-    }
-}
+static Task StopAsync(Process process) => ProcessStop.TerminateAsync(process, TimeSpan.FromSeconds(30));
 
 static int FreePort()
 {

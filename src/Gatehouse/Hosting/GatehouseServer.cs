@@ -214,8 +214,10 @@ public sealed class GatehouseServer : IAsyncDisposable
                 var cache = kestrel.ApplicationServices.GetRequiredService<CertificateCache>();
                 listen.UseHttps(new Microsoft.AspNetCore.Server.Kestrel.Https.TlsHandshakeCallbackOptions
                 {
+                    // Before the admin certificate exists (the first moments of a first start) the handshake fails
+                    // the way a TLS failure does, which Kestrel logs at Debug, not as an unhandled error.
                     OnConnection = _ => ValueTask.FromResult(cache.GetInternal(AdminCertificateId)?.Options
-                        ?? throw new InvalidOperationException("The admin certificate is not issued yet.")),
+                        ?? throw new System.Security.Authentication.AuthenticationException("The admin certificate is not issued yet.")),
                 });
                 Tag(listen, ListenerRole.Admin);
             });

@@ -91,14 +91,15 @@ public sealed class EtcdCluster : IAsyncDisposable
     /// <param name="size">How many members.</param>
     /// <param name="tls">Client URLs are https and want a client certificate.</param>
     /// <param name="extraArguments">More etcd flags for every member.</param>
-    public static async Task<EtcdCluster> StartAsync(int size = 3, bool tls = false, string[]? extraArguments = null)
+    /// <param name="parentDirectory">Where the cluster's directory is made (default: the temp directory).</param>
+    public static async Task<EtcdCluster> StartAsync(int size = 3, bool tls = false, string[]? extraArguments = null, string? parentDirectory = null)
     {
         if (!File.Exists(EtcdBinary))
         {
             throw new InvalidOperationException($"{EtcdBinary} is missing; run: apt-get install etcd-server etcd-client");
         }
 
-        var directory = Path.Combine(Path.GetTempPath(), "gatehouse-etcd-" + Guid.NewGuid().ToString("N")[..12]);
+        var directory = Path.Combine(parentDirectory ?? Path.GetTempPath(), "gatehouse-etcd-" + Guid.NewGuid().ToString("N")[..12]);
         System.IO.Directory.CreateDirectory(directory);
         var cluster = new EtcdCluster(directory, size, tls, extraArguments ?? []);
         try
