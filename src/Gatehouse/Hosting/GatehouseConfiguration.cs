@@ -146,6 +146,7 @@ public sealed class GatehouseConfiguration
                 MaxConcurrentIssuances = Count("certificates:maxConcurrentIssuances", 10, 1, 256),
                 LockTtl = Span("certificates:lockTtl", TimeSpan.FromSeconds(15), TimeSpan.FromSeconds(2), TimeSpan.FromMinutes(5)),
                 WelcomePort = welcome.Exists() ? Port("welcome:port", 8090) : null,
+                LogLevel = ReadLogLevel(),
                 Sites = ReadSites(new HashSet<string>(acmeIssuers.Select(i => i.Name).Append(LocalCertificateAuthority.IssuerName), StringComparer.Ordinal)),
             };
 
@@ -552,6 +553,28 @@ public sealed class GatehouseConfiguration
             }
 
             return [.. items.OrderBy(c => int.TryParse(c.Key, CultureInfo.InvariantCulture, out var i) ? i : int.MaxValue).Select(c => c.Value)];
+        }
+
+        /// <summary><c>logging:level</c>: the least severe level Gatehouse logs (its own events; the frameworks' stay at
+        /// Warning).</summary>
+        private LogLevel ReadLogLevel()
+        {
+            CheckKnownKeys(root.GetSection("logging"), ["level"], "logging:");
+            var text = root["logging:level"];
+            if (text is null)
+            {
+                return LogLevel.Information;
+            }
+
+            string[] levels = ["trace", "debug", "information", "warning", "error", "critical"];
+            var index = Array.FindIndex(levels, l => l.Equals(text.Trim(), StringComparison.OrdinalIgnoreCase));
+            if (index < 0)
+            {
+                Error("logging:level", $"'{text}' is not a level (one of: {string.Join(", ", levels)})");
+                return LogLevel.Information;
+            }
+
+            return (LogLevel)index;
         }
 
         private void CheckKnownKeys(IConfiguration section, string[] known, string prefix, string? reportedElsewhere = null)

@@ -22,6 +22,9 @@ public sealed record GatehouseOptions
     /// <summary>How many issuances run at once on this instance (config <c>certificates:maxConcurrentIssuances</c>).</summary>
     public int MaxConcurrentIssuances { get; init; } = 10;
 
+    /// <summary>The least severe level Gatehouse's own events are logged at (config <c>logging:level</c>).</summary>
+    public LogLevel LogLevel { get; init; } = LogLevel.Information;
+
     /// <summary>The lease TTL of certificate locks and of the elected instance's leadership (config
     /// <c>certificates:lockTtl</c>): how long work stays with an instance that died or lost the store.</summary>
     public TimeSpan LockTtl { get; init; } = TimeSpan.FromSeconds(15);

@@ -49,6 +49,24 @@ public sealed class GatehouseConfigurationTests : IDisposable
     }
 
     [Fact]
+    public void Load_LoggingAndLockSettings_AreReadAndBadValuesNamed()
+    {
+        var errors = new List<string>();
+        var options = new GatehouseConfiguration(Write("logging: {level: Debug}\ncertificates: {lockTtl: 30s}\n"), [], new Dictionary<string, string?>()).Load(errors);
+        Assert.Empty(errors);
+        Assert.Equal(Microsoft.Extensions.Logging.LogLevel.Debug, options!.LogLevel);
+        Assert.Equal(TimeSpan.FromSeconds(30), options.LockTtl);
+
+        var defaults = new GatehouseConfiguration(Write("sites: []\n"), [], new Dictionary<string, string?>()).Load(errors);
+        Assert.Equal((Microsoft.Extensions.Logging.LogLevel.Information, TimeSpan.FromSeconds(15)), (defaults!.LogLevel, defaults.LockTtl));
+
+        Assert.Null(new GatehouseConfiguration(Write("logging: {level: loud, format: text}\ncertificates: {lockTtl: 1s}\n"), [], new Dictionary<string, string?>()).Load(errors));
+        Assert.Contains(errors, e => e.Contains("logging:level: 'loud' is not a level", StringComparison.Ordinal));
+        Assert.Contains(errors, e => e.Contains("logging:format: unknown key", StringComparison.Ordinal));
+        Assert.Contains(errors, e => e.Contains("certificates:lockTtl", StringComparison.Ordinal));
+    }
+
+    [Fact]
     public void Load_ManyErrors_ReportsAllOfThemWithFileAndKey()
     {
         var unwritable = Path.Combine(_directory.Path, "file-not-dir");
