@@ -36,7 +36,7 @@ public sealed class SiteRoutes : IProxyConfigProvider
 
     private static readonly ClusterConfig UnassignedCluster = new() { ClusterId = UnassignedClusterId, Destinations = new Dictionary<string, DestinationConfig>() };
 
-    private volatile Snapshot _current = new([EdgeRoute], [UnassignedCluster], new HostTable<SiteDefinition>([]), new CancellationTokenSource());
+    private volatile Snapshot _current = new([EdgeRoute], [UnassignedCluster], new Dictionary<string, ClusterConfig>(StringComparer.Ordinal), new HostTable<SiteDefinition>([]), new CancellationTokenSource());
 
     /// <summary>Finds the site that serves <paramref name="host"/>.</summary>
     public bool TryMatchSite(ReadOnlySpan<char> host, [System.Diagnostics.CodeAnalysis.MaybeNullWhen(false)] out SiteDefinition site) =>
@@ -44,34 +44,63 @@ public sealed class SiteRoutes : IProxyConfigProvider
 
     public IProxyConfig GetConfig() => _current;
 
-    /// <summary>Builds clusters and the host table for a snapshot of sites and swaps them in.</summary>
+    /// <summary>Builds clusters and the host table for a snapshot of sites and swaps them in. A site whose backends
+    /// did not change keeps its <see cref="ClusterConfig"/> instance, which YARP recognises as unchanged at once.</summary>
     public void Apply(MirrorSnapshot<SiteDefinition> snapshot)
     {
+        var previous = _current;
         var clusters = new List<ClusterConfig>(snapshot.Items.Count + 1) { UnassignedCluster };
+        var byId = new Dictionary<string, ClusterConfig>(snapshot.Items.Count, StringComparer.Ordinal);
         var hosts = new List<KeyValuePair<string, SiteDefinition>>();
         foreach (var (_, item) in snapshot.Items)
         {
             var site = item.Value;
-            var destinations = new Dictionary<string, DestinationConfig>(StringComparer.Ordinal);
-            for (var i = 0; i < site.Backends.Count; i++)
+            if (!previous.ClustersById.TryGetValue(site.Id, out var cluster) || !SameBackends(cluster, site))
             {
-                destinations[$"backend-{i}"] = new DestinationConfig { Address = site.Backends[i] };
+                var destinations = new Dictionary<string, DestinationConfig>(StringComparer.Ordinal);
+                for (var i = 0; i < site.Backends.Count; i++)
+                {
+                    destinations[$"backend-{i}"] = new DestinationConfig { Address = site.Backends[i] };
+                }
+
+                cluster = new ClusterConfig { ClusterId = site.Id, LoadBalancingPolicy = LoadBalancingPolicies.RoundRobin, Destinations = destinations };
             }
 
-            clusters.Add(new ClusterConfig { ClusterId = site.Id, LoadBalancingPolicy = LoadBalancingPolicies.RoundRobin, Destinations = destinations });
+            clusters.Add(cluster);
+            byId[site.Id] = cluster;
             foreach (var host in site.Hosts)
             {
                 hosts.Add(new(host, site));
             }
         }
 
-        var previous = _current;
-        _current = new Snapshot([EdgeRoute], clusters, new HostTable<SiteDefinition>(hosts), new CancellationTokenSource());
+        _current = new Snapshot([EdgeRoute], clusters, byId, new HostTable<SiteDefinition>(hosts), new CancellationTokenSource());
         previous.Changed.Cancel();
     }
 
-    private sealed class Snapshot(IReadOnlyList<RouteConfig> routes, IReadOnlyList<ClusterConfig> clusters, HostTable<SiteDefinition> hosts, CancellationTokenSource changed) : IProxyConfig
+    private static bool SameBackends(ClusterConfig cluster, SiteDefinition site)
     {
+        var destinations = cluster.Destinations!;
+        if (destinations.Count != site.Backends.Count)
+        {
+            return false;
+        }
+
+        for (var i = 0; i < site.Backends.Count; i++)
+        {
+            if (!destinations.TryGetValue($"backend-{i}", out var destination) || destination.Address != site.Backends[i])
+            {
+                return false;
+            }
+        }
+
+        return true;
+    }
+
+    private sealed class Snapshot(IReadOnlyList<RouteConfig> routes, IReadOnlyList<ClusterConfig> clusters, Dictionary<string, ClusterConfig> clustersById, HostTable<SiteDefinition> hosts, CancellationTokenSource changed) : IProxyConfig
+    {
+        public Dictionary<string, ClusterConfig> ClustersById { get; } = clustersById;
+
         public IReadOnlyList<RouteConfig> Routes { get; } = routes;
 
         public IReadOnlyList<ClusterConfig> Clusters { get; } = clusters;
