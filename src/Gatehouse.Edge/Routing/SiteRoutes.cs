@@ -1,3 +1,4 @@
+using Gatehouse.Edge.Passthrough;
 using Gatehouse.Sites;
 using Gatehouse.Storage;
 using Microsoft.Extensions.Primitives;
@@ -36,11 +37,20 @@ public sealed class SiteRoutes : IProxyConfigProvider
 
     private static readonly ClusterConfig UnassignedCluster = new() { ClusterId = UnassignedClusterId, Destinations = new Dictionary<string, DestinationConfig>() };
 
-    private volatile Snapshot _current = new([EdgeRoute], [UnassignedCluster], new HostTable<SiteDefinition>([]), new CancellationTokenSource());
+    private volatile Snapshot _current = new([EdgeRoute], [UnassignedCluster], new HostTable<RoutedSite>([]), new(StringComparer.Ordinal), new CancellationTokenSource());
 
     /// <summary>Finds the site that serves <paramref name="host"/>.</summary>
-    public bool TryMatchSite(ReadOnlySpan<char> host, [System.Diagnostics.CodeAnalysis.MaybeNullWhen(false)] out SiteDefinition site) =>
-        _current.Hosts.TryMatch(host, out site);
+    public bool TryMatchSite(ReadOnlySpan<char> host, [System.Diagnostics.CodeAnalysis.MaybeNullWhen(false)] out SiteDefinition site)
+    {
+        var found = _current.Hosts.TryMatch(host, out var routed);
+        site = routed?.Definition;
+        return found;
+    }
+
+    /// <summary>Finds the site that serves <paramref name="serverName"/> with what the edge needs to handle its
+    /// connections (exact name first, then a one-level wildcard, over the sites of every mode at once).</summary>
+    public bool TryMatchRoute(ReadOnlySpan<char> serverName, [System.Diagnostics.CodeAnalysis.MaybeNullWhen(false)] out RoutedSite site) =>
+        _current.Hosts.TryMatch(serverName, out site);
 
     public IProxyConfig GetConfig() => _current;
 
@@ -48,10 +58,26 @@ public sealed class SiteRoutes : IProxyConfigProvider
     public void Apply(MirrorSnapshot<SiteDefinition> snapshot)
     {
         var clusters = new List<ClusterConfig>(snapshot.Items.Count + 1) { UnassignedCluster };
-        var hosts = new List<KeyValuePair<string, SiteDefinition>>();
+        var hosts = new List<KeyValuePair<string, RoutedSite>>();
+        var previous = _current;
+        var passthrough = new Dictionary<string, PassthroughSite>(StringComparer.Ordinal);
         foreach (var (_, item) in snapshot.Items)
         {
             var site = item.Value;
+            if (site.Mode == SiteMode.Passthrough)
+            {
+                // No YARP cluster: the SNI gate relays its connections. An unchanged site keeps its backends' state.
+                var relayed = previous.Passthrough.TryGetValue(site.Id, out var kept) && kept.Definition.SameAs(site) ? kept : new PassthroughSite(site);
+                passthrough[site.Id] = relayed;
+                var route = new RoutedSite(site, relayed);
+                foreach (var host in site.Hosts)
+                {
+                    hosts.Add(new(host, route));
+                }
+
+                continue;
+            }
+
             var destinations = new Dictionary<string, DestinationConfig>(StringComparer.Ordinal);
             for (var i = 0; i < site.Backends.Count; i++)
             {
@@ -59,18 +85,18 @@ public sealed class SiteRoutes : IProxyConfigProvider
             }
 
             clusters.Add(new ClusterConfig { ClusterId = site.Id, LoadBalancingPolicy = LoadBalancingPolicies.RoundRobin, Destinations = destinations });
+            var offload = new RoutedSite(site, null);
             foreach (var host in site.Hosts)
             {
-                hosts.Add(new(host, site));
+                hosts.Add(new(host, offload));
             }
         }
 
-        var previous = _current;
-        _current = new Snapshot([EdgeRoute], clusters, new HostTable<SiteDefinition>(hosts), new CancellationTokenSource());
+        _current = new Snapshot([EdgeRoute], clusters, new HostTable<RoutedSite>(hosts), passthrough, new CancellationTokenSource());
         previous.Changed.Cancel();
     }
 
-    private sealed class Snapshot(IReadOnlyList<RouteConfig> routes, IReadOnlyList<ClusterConfig> clusters, HostTable<SiteDefinition> hosts, CancellationTokenSource changed) : IProxyConfig
+    private sealed class Snapshot(IReadOnlyList<RouteConfig> routes, IReadOnlyList<ClusterConfig> clusters, HostTable<RoutedSite> hosts, Dictionary<string, PassthroughSite> passthrough, CancellationTokenSource changed) : IProxyConfig
     {
         public IReadOnlyList<RouteConfig> Routes { get; } = routes;
 
@@ -78,8 +104,20 @@ public sealed class SiteRoutes : IProxyConfigProvider
 
         public IChangeToken ChangeToken { get; } = new CancellationChangeToken(changed.Token);
 
-        public HostTable<SiteDefinition> Hosts { get; } = hosts;
+        public HostTable<RoutedSite> Hosts { get; } = hosts;
+
+        public Dictionary<string, PassthroughSite> Passthrough { get; } = passthrough;
 
         public CancellationTokenSource Changed { get; } = changed;
     }
+}
+
+/// <summary>A site as the edge finds it by name: its definition and, for a passthrough site, the backends the SNI
+/// gate relays to. The mode switch happens on <see cref="SiteDefinition.Mode"/> (see <c>SniGate</c>).</summary>
+public sealed class RoutedSite(SiteDefinition definition, PassthroughSite? passthrough)
+{
+    public SiteDefinition Definition { get; } = definition;
+
+    /// <summary>Set when the site is a passthrough site.</summary>
+    public PassthroughSite? Passthrough { get; } = passthrough;
 }
