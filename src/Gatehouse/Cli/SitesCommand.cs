@@ -41,7 +41,7 @@ internal static class SitesCommand
             else
             {
                 var site = JsonSerializer.Deserialize(body, AdminJson.Default.SiteView)!;
-                AnsiConsole.MarkupLineInterpolated($"Added {site.Mode} site [bold]{site.Id}[/]: {string.Join(", ", site.Hosts)} → {string.Join(", ", site.Backends)}");
+                AnsiConsole.MarkupLineInterpolated($"Added site [bold]{site.Id}[/] ({site.Mode}): {string.Join(", ", site.Hosts)} → {string.Join(", ", site.Backends)}");
             }
         }));
         return command;
