@@ -103,7 +103,13 @@ internal sealed class TcpSplice(PassthroughRelay relay, ConnectionContext connec
                 }
 
                 input.AdvanceTo(buffer.End);
-                if (result.IsCompleted || result.IsCanceled)
+                if (result.IsCanceled)
+                {
+                    Abort(); // Kestrel is tearing the connection down
+                    return;
+                }
+
+                if (result.IsCompleted)
                 {
                     break;
                 }

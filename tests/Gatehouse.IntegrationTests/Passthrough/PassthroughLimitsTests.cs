@@ -1,4 +1,3 @@
-using System.Net;
 using System.Net.Sockets;
 using System.Text;
 using Gatehouse.IntegrationTests.Infrastructure;
@@ -84,35 +83,7 @@ public sealed class PassthroughLimitsTests : IAsyncLifetime
         Assert.True(await GatehouseInstance.EventuallyAsync(() => Task.FromResult(_holding.Ends.Count == 1), TimeSpan.FromSeconds(20)), "the backend side was not closed");
     }
 
-    private async Task<Socket> ConnectAsync()
-    {
-        var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-        await socket.ConnectAsync(IPAddress.Loopback, _gatehouse.HttpsPort);
-        return socket;
-    }
+    private Task<Socket> ConnectAsync() => PassthroughTests.ConnectAsync(_gatehouse.HttpsPort);
 
-    /// <summary>Waits for the edge to close the connection (FIN or reset) and returns how many bytes came first.</summary>
-    private static async Task<int> ReceiveUntilClosedAsync(Socket socket)
-    {
-        using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(30));
-        var total = 0;
-        var buffer = new byte[1024];
-        try
-        {
-            while (true)
-            {
-                var read = await socket.ReceiveAsync(buffer, SocketFlags.None, deadline.Token);
-                if (read == 0)
-                {
-                    return total;
-                }
-
-                total += read;
-            }
-        }
-        catch (SocketException ex) when (ex.SocketErrorCode == SocketError.ConnectionReset)
-        {
-            return total;
-        }
-    }
+    private static async Task<int> ReceiveUntilClosedAsync(Socket socket) => (await PassthroughTests.ReadUntilClosedAsync(socket)).Length;
 }

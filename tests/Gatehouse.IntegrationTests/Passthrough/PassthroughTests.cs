@@ -244,30 +244,43 @@ public sealed class PassthroughTests : IAsyncLifetime
         Assert.Equal("one", (await RequestAsync(open, "drain.pass.test")).GetProperty("backend").GetString());
     }
 
-    private async Task<Socket> ConnectAsync()
+    private Task<Socket> ConnectAsync() => ConnectAsync(_gatehouse.HttpsPort);
+
+    internal static async Task<Socket> ConnectAsync(int port)
     {
         var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-        await socket.ConnectAsync(IPAddress.Loopback, _gatehouse.HttpsPort);
+        await socket.ConnectAsync(IPAddress.Loopback, port);
         return socket;
     }
 
-    /// <summary>Reads until the peer's FIN (bounded by a generous deadline) and returns the text.</summary>
-    internal static async Task<string> ReadToEndAsync(Socket socket)
+    /// <summary>Reads until the peer closes (FIN, or a reset after it) within a generous deadline; returns the bytes.</summary>
+    internal static async Task<byte[]> ReadUntilClosedAsync(Socket socket)
     {
-        using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(20));
+        using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(30));
         var received = new MemoryStream();
         var buffer = new byte[4096];
-        while (true)
+        try
         {
-            var read = await socket.ReceiveAsync(buffer, SocketFlags.None, deadline.Token);
-            if (read == 0)
+            while (true)
             {
-                return Encoding.ASCII.GetString(received.ToArray());
-            }
+                var read = await socket.ReceiveAsync(buffer, SocketFlags.None, deadline.Token);
+                if (read == 0)
+                {
+                    break;
+                }
 
-            received.Write(buffer, 0, read);
+                received.Write(buffer, 0, read);
+            }
         }
+        catch (SocketException ex) when (ex.SocketErrorCode == SocketError.ConnectionReset)
+        {
+            // closed by an abort
+        }
+
+        return received.ToArray();
     }
+
+    private static async Task<string> ReadToEndAsync(Socket socket) => Encoding.ASCII.GetString(await ReadUntilClosedAsync(socket));
 
     /// <summary>Sends one GET over <paramref name="tls"/> and returns the backend's JSON answer.</summary>
     internal static async Task<JsonElement> RequestAsync(SslStream tls, string host)
