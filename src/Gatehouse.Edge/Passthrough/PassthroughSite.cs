@@ -15,9 +15,14 @@ public sealed class PassthroughSite
 
     /// <param name="definition">A site whose <see cref="SiteDefinition.Mode"/> is passthrough and whose backends the
     /// validator normalized to <c>tcp://host:port</c>.</param>
-    /// <exception cref="ArgumentException">A backend is not in that form.</exception>
+    /// <exception cref="ArgumentException">A backend is not in that form, or there is none.</exception>
     public PassthroughSite(SiteDefinition definition)
     {
+        if (definition.Backends.Count == 0)
+        {
+            throw new ArgumentException($"Passthrough site '{definition.Id}' has no backend.", nameof(definition));
+        }
+
         Definition = definition;
         var backends = new PassthroughBackend[definition.Backends.Count];
         for (var i = 0; i < backends.Length; i++)

@@ -67,7 +67,20 @@ public sealed class SiteRoutes : IProxyConfigProvider
             if (site.Mode == SiteMode.Passthrough)
             {
                 // No YARP cluster: the SNI gate relays its connections. An unchanged site keeps its backends' state.
-                var relayed = previous.Passthrough.TryGetValue(site.Id, out var kept) && kept.Definition.SameAs(site) ? kept : new PassthroughSite(site);
+                if (!previous.Passthrough.TryGetValue(site.Id, out var relayed) || !relayed.Definition.SameAs(site))
+                {
+                    // Backends are validated before they are stored; a record written around the validator is not
+                    // served rather than allowed to stop every other site's routing.
+                    try
+                    {
+                        relayed = new PassthroughSite(site);
+                    }
+                    catch (ArgumentException)
+                    {
+                        continue;
+                    }
+                }
+
                 passthrough[site.Id] = relayed;
                 var route = new RoutedSite(site, relayed);
                 foreach (var host in site.Hosts)
