@@ -85,9 +85,19 @@ public sealed class ProcessTests : IAsyncLifetime
             Assert.True(add.ExitCode == 0, add.StandardError);
             Assert.Contains("Added site app.localhost", add.StandardOutput, StringComparison.Ordinal);
 
+            var passthrough = await RunAsync(["sites", "add", "pass.localhost", "--mode", "passthrough", "--proxy-protocol", "v2", "--backend", "127.0.0.1:9", .. cli], TimeSpan.FromSeconds(60));
+            Assert.True(passthrough.ExitCode == 0, passthrough.StandardError);
+            Assert.Contains("Added site pass.localhost (passthrough): pass.localhost → tcp://127.0.0.1:9", passthrough.StandardOutput, StringComparison.Ordinal);
+            var proxyWithoutMode = await RunAsync(["sites", "add", "offload.localhost", "--proxy-protocol", "v1", "--backend", "http://127.0.0.1:9", .. cli], TimeSpan.FromSeconds(60));
+            Assert.Equal(1, proxyWithoutMode.ExitCode);
+            Assert.Contains("site:proxyProtocol: only a passthrough site sends a PROXY protocol header", proxyWithoutMode.StandardError, StringComparison.Ordinal);
+
             var list = await RunAsync(["sites", "list", "--json", .. cli], TimeSpan.FromSeconds(60));
-            var ids = JsonDocument.Parse(list.StandardOutput).RootElement.EnumerateArray().Select(s => s.GetProperty("id").GetString()).ToList();
-            Assert.Equal(["app.localhost", "localhost"], ids);
+            var listed = JsonDocument.Parse(list.StandardOutput).RootElement.EnumerateArray().ToList();
+            Assert.Equal(["app.localhost", "localhost", "pass.localhost"], listed.Select(s => s.GetProperty("id").GetString()));
+            Assert.Equal(["offload", "offload", "passthrough"], listed.Select(s => s.GetProperty("mode").GetString()));
+            var sitesTable = await RunAsync(["sites", "list", .. cli], TimeSpan.FromSeconds(60));
+            Assert.Contains("passthrough (PROXY v2)", sitesTable.StandardOutput, StringComparison.Ordinal);
 
             Assert.True(await GatehouseInstance.EventuallyAsync(async () =>
             {

@@ -84,9 +84,12 @@ public sealed class CertificateManager : BackgroundService
         _logger = logger;
     }
 
-    /// <summary>The certificate a site needs.</summary>
-    public static CertificateDemand DemandOf(SiteDefinition site) =>
-        new(site.Id, site.Hosts, site.Issuers.Count > 0 ? site.Issuers : [LocalCertificateAuthority.IssuerName], site.KeyType, site.Profile);
+    /// <summary>The certificate a site needs, or null when the edge does not terminate its TLS (a passthrough
+    /// site's backends present their own certificates).</summary>
+    public static CertificateDemand? DemandOf(SiteDefinition site) =>
+        site.Mode.TerminatesTls()
+            ? new(site.Id, site.Hosts, site.Issuers.Count > 0 ? site.Issuers : [LocalCertificateAuthority.IssuerName], site.KeyType, site.Profile)
+            : null;
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
@@ -107,9 +110,9 @@ public sealed class CertificateManager : BackgroundService
                 // Keep the demand index current for the sites that changed only.
                 foreach (var id in MarkChanged(ref _lastSites, snapshot, StoreKeys.SitesPrefix))
                 {
-                    if (snapshot.Items.TryGetValue(StoreKeys.Site(id), out var site))
+                    if (snapshot.Items.TryGetValue(StoreKeys.Site(id), out var site) && DemandOf(site.Value) is { } demand)
                     {
-                        _demands[id] = DemandOf(site.Value);
+                        _demands[id] = demand;
                     }
                     else if (!_options.InternalCertificates.Any(d => d.Id == id))
                     {

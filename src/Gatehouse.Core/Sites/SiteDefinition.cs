@@ -9,8 +9,15 @@ public sealed record SiteDefinition
     /// <summary>The host names (exact or one-level wildcard), normalized, in the order given.</summary>
     public required IReadOnlyList<string> Hosts { get; init; }
 
-    /// <summary>Backend base URLs (http or https); requests are spread over them round robin.</summary>
+    /// <summary>Where the site's traffic goes, round robin: base URLs (http or https) for an offload site;
+    /// <c>tcp://host:port</c> for a passthrough site.</summary>
     public required IReadOnlyList<string> Backends { get; init; }
+
+    /// <summary>How the edge handles the site's connections; records stored before modes existed are offload.</summary>
+    public SiteMode Mode { get; init; } = SiteMode.Offload;
+
+    /// <summary>The PROXY protocol header a passthrough site's backends get before the client's bytes.</summary>
+    public ProxyProtocolVersion ProxyProtocol { get; init; } = ProxyProtocolVersion.None;
 
     /// <summary>Issuers to try in order; empty means the built-in local CA.</summary>
     public IReadOnlyList<string> Issuers { get; init; } = [];
@@ -28,9 +35,12 @@ public sealed record SiteDefinition
     /// API's are kept until removed through the API.</summary>
     public SiteSource Source { get; init; } = SiteSource.Api;
 
-    /// <summary>Value equality over the lists' contents (records compare lists by reference).</summary>
+    /// <summary>Value equality over the lists' contents (records compare lists by reference). A new field belongs
+    /// here too, or a change of only that field is never written.</summary>
     public bool SameAs(SiteDefinition other) =>
-        Id == other.Id && Source == other.Source && Hosts.SequenceEqual(other.Hosts) && Backends.SequenceEqual(other.Backends) && Issuers.SequenceEqual(other.Issuers) && KeyType == other.KeyType && Profile == other.Profile;
+        Id == other.Id && Source == other.Source && Mode == other.Mode && ProxyProtocol == other.ProxyProtocol
+        && Hosts.SequenceEqual(other.Hosts) && Backends.SequenceEqual(other.Backends) && Issuers.SequenceEqual(other.Issuers)
+        && KeyType == other.KeyType && Profile == other.Profile;
 }
 
 /// <summary>Where a site's definition comes from.</summary>

@@ -1,3 +1,6 @@
+using System.Net;
+using System.Net.Sockets;
+
 namespace Gatehouse.Sites;
 
 /// <summary>One thing wrong with a piece of desired state: where it is and what is wrong with it.</summary>
@@ -15,7 +18,7 @@ public sealed record ValidationError(string Path, string Message)
 public static class SiteValidator
 {
     /// <summary>A site as given, before validation.</summary>
-    public sealed record Draft(string Path, IReadOnlyList<string?> Hosts, IReadOnlyList<string?> Backends, IReadOnlyList<string?> Issuers, string? KeyType = null, string? Profile = null);
+    public sealed record Draft(string Path, IReadOnlyList<string?> Hosts, IReadOnlyList<string?> Backends, IReadOnlyList<string?> Issuers, string? KeyType = null, string? Profile = null, string? Mode = null, string? ProxyProtocol = null);
 
     /// <summary>Validates <paramref name="drafts"/> together (a host may belong to one site only).</summary>
     /// <param name="drafts">The sites to check.</param>
@@ -58,21 +61,40 @@ public static class SiteValidator
                 hosts.Add(host);
             }
 
+            if (!SiteModes.TryParseMode(draft.Mode, out var mode))
+            {
+                errors.Add(new($"{draft.Path}:mode", $"'{draft.Mode}' is not a site mode (offload, passthrough)"));
+            }
+
+            if (!SiteModes.TryParseProxyProtocol(draft.ProxyProtocol, out var proxyProtocol))
+            {
+                errors.Add(new($"{draft.Path}:proxyProtocol", $"'{draft.ProxyProtocol}' is not a PROXY protocol version (none, v1, v2)"));
+            }
+            else if (proxyProtocol != ProxyProtocolVersion.None && mode != SiteMode.Passthrough)
+            {
+                errors.Add(new($"{draft.Path}:proxyProtocol", "only a passthrough site sends a PROXY protocol header (an offload site's backends get X-Forwarded-For)"));
+            }
+
             var backends = new List<string>();
             if (draft.Backends.Count == 0)
             {
-                errors.Add(new($"{draft.Path}:backends", "a site needs at least one backend URL"));
+                errors.Add(new($"{draft.Path}:backends", mode == SiteMode.Passthrough
+                    ? "a site needs at least one backend (host:port or tcp://host:port)"
+                    : "a site needs at least one backend URL"));
             }
 
             for (var i = 0; i < draft.Backends.Count; i++)
             {
-                if (TryValidateBackend(draft.Backends[i], out var backend, out var error))
+                var valid = mode == SiteMode.Passthrough
+                    ? TryValidateTcpBackend(draft.Backends[i], out var backend, out var error)
+                    : TryValidateBackend(draft.Backends[i], out backend, out error);
+                if (valid)
                 {
-                    backends.Add(backend);
+                    backends.Add(backend!);
                 }
                 else
                 {
-                    errors.Add(new($"{draft.Path}:backends:{i}", error));
+                    errors.Add(new($"{draft.Path}:backends:{i}", error!));
                 }
             }
 
@@ -102,9 +124,32 @@ public static class SiteValidator
                 errors.Add(new($"{draft.Path}:profile", $"'{draft.Profile}' is not a profile name (1–64 characters of [A-Za-z0-9._-])"));
             }
 
+            if (!mode.TerminatesTls())
+            {
+                // The backend presents its own certificate; certificate settings would silently do nothing.
+                foreach (var (key, given) in new[] { ("issuers", draft.Issuers.Count > 0), ("keyType", draft.KeyType is not null), ("profile", draft.Profile is not null) })
+                {
+                    if (given)
+                    {
+                        errors.Add(new($"{draft.Path}:{key}", $"a {mode.Name()} site has no certificate at the edge (its backends present their own); remove {key}"));
+                    }
+                }
+            }
+
             if (errors.Count == before)
             {
-                sites.Add(new SiteDefinition { Id = hosts[0], Hosts = hosts, Backends = backends, Issuers = issuers, KeyType = keyType is "ec256" ? null : keyType, Profile = profile, Source = source });
+                sites.Add(new SiteDefinition
+                {
+                    Id = hosts[0],
+                    Hosts = hosts,
+                    Backends = backends,
+                    Issuers = issuers,
+                    KeyType = keyType is "ec256" ? null : keyType,
+                    Profile = profile,
+                    Mode = mode,
+                    ProxyProtocol = proxyProtocol,
+                    Source = source,
+                });
             }
         }
 
@@ -123,7 +168,9 @@ public static class SiteValidator
 
         if (uri.Scheme is not ("http" or "https"))
         {
-            error = $"'{value}' has scheme '{uri.Scheme}'; a backend is http or https";
+            error = uri.Scheme == "tcp"
+                ? $"'{value}' is a TCP backend; only a passthrough site (mode: passthrough) has those, an offload site's backend is an http or https URL"
+                : $"'{value}' has scheme '{uri.Scheme}'; a backend is http or https";
             return false;
         }
 
@@ -134,6 +181,96 @@ public static class SiteValidator
         }
 
         backend = uri.GetLeftPart(UriPartial.Path);
+        error = null;
+        return true;
+    }
+
+    /// <summary>
+    /// A passthrough backend is <c>host:port</c> or <c>tcp://host:port</c>: an IPv4 address, an IPv6 address in
+    /// brackets or a host name, and a port (1–65535), nothing else. Normalized to <c>tcp://host:port</c> (names
+    /// lower-cased), the form stored and shown.
+    /// </summary>
+    public static bool TryValidateTcpBackend(string? value, [System.Diagnostics.CodeAnalysis.NotNullWhen(true)] out string? backend, [System.Diagnostics.CodeAnalysis.NotNullWhen(false)] out string? error)
+    {
+        backend = null;
+        var text = value?.Trim() ?? "";
+        const string Example = "host:port or tcp://host:port, e.g. 10.0.0.5:443 or tcp://[2001:db8::5]:443";
+        if (text.StartsWith("tcp://", StringComparison.OrdinalIgnoreCase))
+        {
+            text = text[6..];
+        }
+        else if (text.Contains("://", StringComparison.Ordinal))
+        {
+            error = $"'{value}' is a URL; a passthrough site's backend is {Example} (the edge does not speak HTTP to it)";
+            return false;
+        }
+
+        string host;
+        string port;
+        if (text.StartsWith('['))
+        {
+            var close = text.IndexOf("]:", StringComparison.Ordinal);
+            if (close < 0)
+            {
+                error = $"'{value}' is not {Example}";
+                return false;
+            }
+
+            host = text[1..close];
+            port = text[(close + 2)..];
+            if (!IPAddress.TryParse(host, out var v6) || v6.AddressFamily != AddressFamily.InterNetworkV6 || host.Contains('%', StringComparison.Ordinal))
+            {
+                error = $"'{value}': '{host}' in brackets is not an IPv6 address";
+                return false;
+            }
+
+            host = $"[{v6}]";
+        }
+        else
+        {
+            var colon = text.LastIndexOf(':');
+            if (colon <= 0)
+            {
+                error = $"'{value}' has no port; a passthrough site's backend is {Example}";
+                return false;
+            }
+
+            if (text.IndexOf(':') != colon)
+            {
+                error = $"'{value}': write an IPv6 address in brackets, e.g. [2001:db8::5]:443";
+                return false;
+            }
+
+            host = text[..colon];
+            port = text[(colon + 1)..];
+            if (host.All(c => char.IsAsciiDigit(c) || c == '.'))
+            {
+                if (host.Count(c => c == '.') != 3 || !IPAddress.TryParse(host, out var v4))
+                {
+                    error = $"'{value}': '{host}' is not an IPv4 address";
+                    return false;
+                }
+
+                host = v4.ToString();
+            }
+            else if (!HostName.TryNormalize(host, out var name, out var hostError) || HostName.IsWildcard(name))
+            {
+                error = $"'{value}': {hostError ?? "a backend cannot be a wildcard"}";
+                return false;
+            }
+            else
+            {
+                host = name;
+            }
+        }
+
+        if (port.Length is 0 or > 5 || !port.All(char.IsAsciiDigit) || port[0] == '0' || int.Parse(port, System.Globalization.CultureInfo.InvariantCulture) > 65535)
+        {
+            error = $"'{value}' has no valid port (1–65535); a passthrough site's backend is {Example}";
+            return false;
+        }
+
+        backend = $"tcp://{host}:{port}";
         error = null;
         return true;
     }

@@ -1,3 +1,4 @@
+using Gatehouse.Edge.Passthrough;
 using Gatehouse.Sites;
 using Gatehouse.Storage;
 using Microsoft.Extensions.Primitives;
@@ -36,25 +37,63 @@ public sealed class SiteRoutes : IProxyConfigProvider
 
     private static readonly ClusterConfig UnassignedCluster = new() { ClusterId = UnassignedClusterId, Destinations = new Dictionary<string, DestinationConfig>() };
 
-    private volatile Snapshot _current = new([EdgeRoute], [UnassignedCluster], new Dictionary<string, ClusterConfig>(StringComparer.Ordinal), new HostTable<SiteDefinition>([]), new CancellationTokenSource());
+    private volatile Snapshot _current = new([EdgeRoute], [UnassignedCluster], new(StringComparer.Ordinal), new HostTable<RoutedSite>([]), new(StringComparer.Ordinal), new CancellationTokenSource());
 
     /// <summary>Finds the site that serves <paramref name="host"/>.</summary>
-    public bool TryMatchSite(ReadOnlySpan<char> host, [System.Diagnostics.CodeAnalysis.MaybeNullWhen(false)] out SiteDefinition site) =>
-        _current.Hosts.TryMatch(host, out site);
+    public bool TryMatchSite(ReadOnlySpan<char> host, [System.Diagnostics.CodeAnalysis.MaybeNullWhen(false)] out SiteDefinition site)
+    {
+        var found = _current.Hosts.TryMatch(host, out var routed);
+        site = routed?.Definition;
+        return found;
+    }
+
+    /// <summary>Finds the site that serves <paramref name="serverName"/> with what the edge needs to handle its
+    /// connections (exact name first, then a one-level wildcard, over the sites of every mode at once).</summary>
+    public bool TryMatchRoute(ReadOnlySpan<char> serverName, [System.Diagnostics.CodeAnalysis.MaybeNullWhen(false)] out RoutedSite site) =>
+        _current.Hosts.TryMatch(serverName, out site);
 
     public IProxyConfig GetConfig() => _current;
 
-    /// <summary>Builds clusters and the host table for a snapshot of sites and swaps them in. A site whose backends
-    /// did not change keeps its <see cref="ClusterConfig"/> instance, which YARP recognises as unchanged at once.</summary>
+    /// <summary>Builds clusters and the host table for a snapshot of sites and swaps them in.</summary>
     public void Apply(MirrorSnapshot<SiteDefinition> snapshot)
     {
-        var previous = _current;
         var clusters = new List<ClusterConfig>(snapshot.Items.Count + 1) { UnassignedCluster };
+        var hosts = new List<KeyValuePair<string, RoutedSite>>();
+        var previous = _current;
+        var passthrough = new Dictionary<string, PassthroughSite>(StringComparer.Ordinal);
         var byId = new Dictionary<string, ClusterConfig>(snapshot.Items.Count, StringComparer.Ordinal);
-        var hosts = new List<KeyValuePair<string, SiteDefinition>>();
         foreach (var (_, item) in snapshot.Items)
         {
             var site = item.Value;
+            if (site.Mode == SiteMode.Passthrough)
+            {
+                // No YARP cluster: the SNI gate relays its connections. An unchanged site keeps its backends' state.
+                if (!previous.Passthrough.TryGetValue(site.Id, out var relayed) || !relayed.Definition.SameAs(site))
+                {
+                    // Backends are validated before they are stored; a record written around the validator is not
+                    // served rather than allowed to stop every other site's routing.
+                    try
+                    {
+                        relayed = new PassthroughSite(site);
+                    }
+                    catch (ArgumentException)
+                    {
+                        continue;
+                    }
+                }
+
+                passthrough[site.Id] = relayed;
+                var route = new RoutedSite(site, relayed);
+                foreach (var host in site.Hosts)
+                {
+                    hosts.Add(new(host, route));
+                }
+
+                continue;
+            }
+
+            // A site whose backends did not change keeps its cluster config instance, which YARP sees as unchanged
+            // at once.
             if (!previous.ClustersById.TryGetValue(site.Id, out var cluster) || !SameBackends(cluster, site))
             {
                 var destinations = new Dictionary<string, DestinationConfig>(StringComparer.Ordinal);
@@ -68,13 +107,14 @@ public sealed class SiteRoutes : IProxyConfigProvider
 
             clusters.Add(cluster);
             byId[site.Id] = cluster;
+            var offload = new RoutedSite(site, null);
             foreach (var host in site.Hosts)
             {
-                hosts.Add(new(host, site));
+                hosts.Add(new(host, offload));
             }
         }
 
-        _current = new Snapshot([EdgeRoute], clusters, byId, new HostTable<SiteDefinition>(hosts), new CancellationTokenSource());
+        _current = new Snapshot([EdgeRoute], clusters, byId, new HostTable<RoutedSite>(hosts), passthrough, new CancellationTokenSource());
         previous.Changed.Cancel();
     }
 
@@ -97,7 +137,7 @@ public sealed class SiteRoutes : IProxyConfigProvider
         return true;
     }
 
-    private sealed class Snapshot(IReadOnlyList<RouteConfig> routes, IReadOnlyList<ClusterConfig> clusters, Dictionary<string, ClusterConfig> clustersById, HostTable<SiteDefinition> hosts, CancellationTokenSource changed) : IProxyConfig
+    private sealed class Snapshot(IReadOnlyList<RouteConfig> routes, IReadOnlyList<ClusterConfig> clusters, Dictionary<string, ClusterConfig> clustersById, HostTable<RoutedSite> hosts, Dictionary<string, PassthroughSite> passthrough, CancellationTokenSource changed) : IProxyConfig
     {
         public Dictionary<string, ClusterConfig> ClustersById { get; } = clustersById;
 
@@ -107,8 +147,20 @@ public sealed class SiteRoutes : IProxyConfigProvider
 
         public IChangeToken ChangeToken { get; } = new CancellationChangeToken(changed.Token);
 
-        public HostTable<SiteDefinition> Hosts { get; } = hosts;
+        public HostTable<RoutedSite> Hosts { get; } = hosts;
+
+        public Dictionary<string, PassthroughSite> Passthrough { get; } = passthrough;
 
         public CancellationTokenSource Changed { get; } = changed;
     }
+}
+
+/// <summary>A site as the edge finds it by name: its definition and, for a passthrough site, the backends the SNI
+/// gate relays to. The mode switch happens on <see cref="SiteDefinition.Mode"/> (see <c>SniGate</c>).</summary>
+public sealed class RoutedSite(SiteDefinition definition, PassthroughSite? passthrough)
+{
+    public SiteDefinition Definition { get; } = definition;
+
+    /// <summary>Set when the site is a passthrough site.</summary>
+    public PassthroughSite? Passthrough { get; } = passthrough;
 }

@@ -1,6 +1,8 @@
 using System.Buffers;
 using System.IO.Pipelines;
 using Gatehouse.Edge.Challenges;
+using Gatehouse.Edge.Passthrough;
+using Gatehouse.Edge.Routing;
 using Microsoft.AspNetCore.Connections;
 using Microsoft.AspNetCore.Server.Kestrel.Https;
 using Microsoft.Extensions.Logging;
@@ -15,13 +17,21 @@ public sealed class ServedCertificateFeature(ServedCertificate certificate)
 }
 
 /// <summary>
-/// Connection middleware in front of TLS on the HTTPS listener: reads the ClientHello (without consuming it),
-/// looks the SNI name up in the <see cref="CertificateCache"/>, prepares that certificate if this is its first
-/// handshake, and either records the choice for the handshake or ends the connection with a TLS alert:
-/// unrecognized_name when no site serves the name, internal_error when its certificate cannot be prepared. There is
-/// no default certificate, so a client that asks for a name no site serves learns no other site's names.
+/// Connection middleware in front of TLS on the HTTPS listener: reads the ClientHello (without consuming it) and
+/// switches on the mode of the site that serves the SNI name. A passthrough site's connection is relayed to its
+/// backends as it is, TLS untouched (<see cref="PassthroughRelay"/>). Otherwise the gate looks the name up in the
+/// <see cref="CertificateCache"/>, prepares that certificate if this is its first handshake, and either records the
+/// choice for the handshake or ends the connection with a TLS alert: unrecognized_name when no site serves the name,
+/// internal_error when its certificate cannot be prepared. There is no default certificate, so a client that asks
+/// for a name no site serves learns no other site's names.
 /// </summary>
-public sealed class SniGate(CertificateCache cache, ILogger<SniGate> logger, TimeSpan helloTimeout, TlsAlpnResponder? challenges = null)
+/// <param name="cache">Certificates of the sites whose TLS the edge terminates.</param>
+/// <param name="logger">Debug events per refused connection.</param>
+/// <param name="helloTimeout">How long a client has to send its whole ClientHello.</param>
+/// <param name="challenges">TLS-ALPN-01 answers, when ACME issuers use them.</param>
+/// <param name="sites">Sites by name (every mode), for the mode switch; null: every name is offload.</param>
+/// <param name="passthrough">Relays passthrough connections; null: passthrough sites are refused like unknown names.</param>
+public sealed class SniGate(CertificateCache cache, ILogger<SniGate> logger, TimeSpan helloTimeout, TlsAlpnResponder? challenges = null, SiteRoutes? sites = null, PassthroughRelay? passthrough = null)
 {
     /// <summary>RFC 8446 §6: a fatal alert record, unrecognized_name(112).</summary>
     private static readonly byte[] UnrecognizedNameAlert = [21, 3, 3, 0, 2, 2, 112];
@@ -107,6 +117,21 @@ public sealed class SniGate(CertificateCache cache, ILogger<SniGate> logger, Tim
             }
 
             connection.Abort();
+            return;
+        }
+
+        // The mode switch. A passthrough site's connection goes to its backends before anything TLS-specific here,
+        // acme-tls/1 included: its backends hold their own certificates and may answer their own challenges.
+        // Modes that terminate TLS (offload; later re-encrypt, mutual TLS) continue below to the certificate.
+        if (hello.ServerName is { } requested && sites is not null && sites.TryMatchRoute(requested, out var route) && route.Passthrough is { } relayed)
+        {
+            if (passthrough is null)
+            {
+                await RefuseAsync(connection.Transport.Output, UnrecognizedNameAlert);
+                return;
+            }
+
+            await passthrough.RelayAsync(connection, relayed, requested);
             return;
         }
 

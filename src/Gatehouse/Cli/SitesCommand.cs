@@ -21,16 +21,18 @@ internal static class SitesCommand
     {
         var connection = new AdminConnectionOptions();
         var hosts = new Argument<string[]>("host") { Arity = ArgumentArity.OneOrMore, Description = "Host names (exact or *.wildcard); the first is the site's id." };
-        var backends = new Option<string[]>("--backend", "-b") { Required = true, AllowMultipleArgumentsPerToken = true, Description = "Backend URL (repeat for round robin)." };
+        var backends = new Option<string[]>("--backend", "-b") { Required = true, AllowMultipleArgumentsPerToken = true, Description = "Backend: an http(s) URL, or host:port for a passthrough site (repeat for round robin)." };
+        var mode = new Option<string?>("--mode") { Description = "offload (default: the edge terminates TLS) or passthrough (the backends terminate it; no certificate at the edge)." };
+        var proxyProtocol = new Option<string?>("--proxy-protocol") { Description = "Passthrough sites: none (default), v1 or v2 — the PROXY header that tells backends the client's address." };
         var issuers = new Option<string[]>("--issuer") { AllowMultipleArgumentsPerToken = true, Description = "Issuers to try in order (default: the local CA)." };
         var keyType = new Option<string?>("--key-type") { Description = "Certificate key type: ec256 (default), ec384, rsa2048, rsa3072, rsa4096." };
         var profile = new Option<string?>("--profile") { Description = "ACME certificate profile to ask for (when the CA offers profiles)." };
-        var command = new Command("add", "Add a site; it is served with a certificate within seconds.") { hosts, backends, issuers, keyType, profile };
+        var command = new Command("add", "Add a site; it is served within seconds (with its own certificate unless it is a passthrough site).") { hosts, backends, mode, proxyProtocol, issuers, keyType, profile };
         connection.AddTo(command);
         command.SetAction((parseResult, ct) => Run(async () =>
         {
             using var client = connection.CreateClient(parseResult);
-            var request = new AddSiteRequest(parseResult.GetValue(hosts), parseResult.GetValue(backends), parseResult.GetValue(issuers) is { Length: > 0 } i ? i : null, parseResult.GetValue(keyType), parseResult.GetValue(profile));
+            var request = new AddSiteRequest(parseResult.GetValue(hosts), parseResult.GetValue(backends), parseResult.GetValue(issuers) is { Length: > 0 } i ? i : null, parseResult.GetValue(keyType), parseResult.GetValue(profile), parseResult.GetValue(mode), parseResult.GetValue(proxyProtocol));
             var body = await client.SendAsync(HttpMethod.Post, "/v1/sites", JsonSerializer.Serialize(request, AdminJson.Default.AddSiteRequest), ct);
             if (parseResult.GetValue(connection.Json))
             {
@@ -39,7 +41,7 @@ internal static class SitesCommand
             else
             {
                 var site = JsonSerializer.Deserialize(body, AdminJson.Default.SiteView)!;
-                AnsiConsole.MarkupLineInterpolated($"Added site [bold]{site.Id}[/]: {string.Join(", ", site.Hosts)} → {string.Join(", ", site.Backends)}");
+                AnsiConsole.MarkupLineInterpolated($"Added site [bold]{site.Id}[/] ({site.Mode}): {string.Join(", ", site.Hosts)} → {string.Join(", ", site.Backends)}");
             }
         }));
         return command;
@@ -60,10 +62,11 @@ internal static class SitesCommand
                 return;
             }
 
-            var table = new Table().AddColumns("Site", "Hosts", "Backends", "Issuers", "Source");
+            var table = new Table().AddColumns("Site", "Mode", "Hosts", "Backends", "Issuers", "Source");
             foreach (var site in JsonSerializer.Deserialize(body, AdminJson.Default.ListSiteView)!)
             {
-                table.AddRow(Markup.Escape(site.Id), Markup.Escape(string.Join("\n", site.Hosts)), Markup.Escape(string.Join("\n", site.Backends)), Markup.Escape(string.Join(", ", site.Issuers)), site.Source);
+                var siteMode = site.ProxyProtocol is "none" ? site.Mode : $"{site.Mode} (PROXY {site.ProxyProtocol})";
+                table.AddRow(Markup.Escape(site.Id), Markup.Escape(siteMode), Markup.Escape(string.Join("\n", site.Hosts)), Markup.Escape(string.Join("\n", site.Backends)), Markup.Escape(site.Issuers.Count > 0 ? string.Join(", ", site.Issuers) : "-"), site.Source);
             }
 
             AnsiConsole.Write(table);

@@ -27,11 +27,11 @@ public sealed class GatehouseConfiguration
     private static readonly string[] SoftwareProviderKeys = ["type", "file"];
     private static readonly string[] PassphraseProviderKeys = ["type", "passphraseEnv", "passphraseFile"];
     private static readonly string[] Pkcs11ProviderKeys = ["type", "library", "token", "label", "pinEnv", "pinFile"];
-    private static readonly string[] EdgeKeys = ["address", "httpsPort", "httpPort", "publicHttpsPort", "handshakeTimeout"];
+    private static readonly string[] EdgeKeys = ["address", "httpsPort", "httpPort", "publicHttpsPort", "handshakeTimeout", "passthroughIdleTimeout"];
     private static readonly string[] AdminKeys = ["address", "port"];
     private static readonly string[] LocalCaKeys = ["leafLifetime"];
     private static readonly string[] WelcomeKeys = ["port"];
-    private static readonly string[] SiteKeys = ["hosts", "backends", "issuers", "keyType", "profile"];
+    private static readonly string[] SiteKeys = ["hosts", "backends", "mode", "proxyProtocol", "issuers", "keyType", "profile"];
 
     private readonly string? _configPath;
     private readonly string[] _overrides;
@@ -130,6 +130,7 @@ public sealed class GatehouseConfiguration
                     HttpPort = Port("edge:httpPort", 8080),
                     PublicHttpsPort = root["edge:publicHttpsPort"] is null ? null : Port("edge:publicHttpsPort", 443),
                     HandshakeTimeout = Span("edge:handshakeTimeout", TimeSpan.FromSeconds(10), TimeSpan.FromSeconds(1), TimeSpan.FromMinutes(5)),
+                    PassthroughIdleTimeout = Span("edge:passthroughIdleTimeout", TimeSpan.FromHours(1), TimeSpan.FromSeconds(1), TimeSpan.FromDays(7)),
                 },
                 Admin = new AdminOptions
                 {
@@ -519,7 +520,7 @@ public sealed class GatehouseConfiguration
                 }
 
                 CheckKnownKeys(site, SiteKeys, path + ":");
-                drafts.Add(new SiteValidator.Draft(path, List(site, "hosts"), List(site, "backends"), List(site, "issuers"), site["keyType"], site["profile"]));
+                drafts.Add(new SiteValidator.Draft(path, List(site, "hosts"), List(site, "backends"), List(site, "issuers"), site["keyType"], site["profile"], site["mode"], site["proxyProtocol"]));
             }
 
             var errors = new List<ValidationError>();

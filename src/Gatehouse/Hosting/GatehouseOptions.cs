@@ -261,6 +261,10 @@ public sealed record EdgeOptions
 
     /// <summary>How long a client has to send its ClientHello and finish the handshake.</summary>
     public TimeSpan HandshakeTimeout { get; init; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>How long a passthrough connection may carry no bytes in either direction before the edge closes it
+    /// (config <c>edge:passthroughIdleTimeout</c>).</summary>
+    public TimeSpan PassthroughIdleTimeout { get; init; } = TimeSpan.FromHours(1);
 }
 
 /// <summary>The admin API listener.</summary>

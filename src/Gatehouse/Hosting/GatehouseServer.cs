@@ -3,6 +3,7 @@ using Gatehouse.Admin;
 using Gatehouse.Certificates;
 using Gatehouse.Challenges;
 using Gatehouse.Edge.Challenges;
+using Gatehouse.Edge.Passthrough;
 using Gatehouse.Edge.Routing;
 using Gatehouse.Edge.Tls;
 using Gatehouse.Keys;
@@ -182,7 +183,10 @@ public sealed class GatehouseServer : IAsyncDisposable
         services.AddHostedService<CertificateManager>();
         services.AddSingleton<TlsAlpnResponder>();
         services.AddSingleton(sp => new StoreMirror<TlsAlpnChallengeRecord>(store, StoreKeys.TlsAlpn01Prefix, CoreJson.Deserialize<TlsAlpnChallengeRecord>, sp.GetRequiredService<ILogger<StoreMirror<TlsAlpnChallengeRecord>>>()));
-        services.AddSingleton(sp => new SniGate(sp.GetRequiredService<CertificateCache>(), sp.GetRequiredService<ILogger<SniGate>>(), options.Edge.HandshakeTimeout, sp.GetRequiredService<TlsAlpnResponder>()));
+        services.AddSingleton(sp => new PassthroughRelay(new PassthroughOptions { IdleTimeout = options.Edge.PassthroughIdleTimeout }, time, sp.GetRequiredService<ILogger<PassthroughRelay>>()));
+        services.AddSingleton(sp => new SniGate(
+            sp.GetRequiredService<CertificateCache>(), sp.GetRequiredService<ILogger<SniGate>>(), options.Edge.HandshakeTimeout, sp.GetRequiredService<TlsAlpnResponder>(),
+            routes, sp.GetRequiredService<PassthroughRelay>()));
         services.AddReverseProxy();
 
         // YARP registers Data Protection (for affinity cookies, unused here); keep its keys in memory so that no key

@@ -45,23 +45,26 @@ public sealed class GatehouseInstance : IAsyncDisposable
 
     public string AdminToken => File.ReadAllText(Path.Combine(DataDirectory, "admin.token")).Trim();
 
-    /// <summary>Creates an instance in a new directory whose config has <paramref name="sitesYaml"/> (a YAML list).</summary>
-    public static async Task<GatehouseInstance> StartAsync(string sitesYaml = "[]", string extraYaml = "")
+    /// <summary>Creates an instance in a new directory whose config has <paramref name="sitesYaml"/> (a YAML list);
+    /// <paramref name="edgeYaml"/> adds keys to the <c>edge</c> map (e.g. <c>handshakeTimeout: 1s</c>).</summary>
+    public static async Task<GatehouseInstance> StartAsync(string sitesYaml = "[]", string extraYaml = "", string edgeYaml = "")
     {
-        var instance = Create(sitesYaml, extraYaml);
+        var instance = Create(sitesYaml, extraYaml, edgeYaml);
         await instance.RestartAsync();
         return instance;
     }
 
     /// <summary>Like <see cref="StartAsync"/> without starting, so a test can fill the data directory first.</summary>
-    public static GatehouseInstance Create(string sitesYaml = "[]", string extraYaml = "")
+    public static GatehouseInstance Create(string sitesYaml = "[]", string extraYaml = "", string edgeYaml = "")
     {
         var directory = Path.Combine(Path.GetTempPath(), "gatehouse-it-" + Guid.NewGuid().ToString("N")[..12]);
         System.IO.Directory.CreateDirectory(directory);
-        var instance = new GatehouseInstance(directory, Ports.Free(), Ports.Free(), Ports.Free());
+        var instance = new GatehouseInstance(directory, Ports.Free(), Ports.Free(), Ports.Free()) { _edgeYaml = edgeYaml };
         instance.WriteConfig(sitesYaml, extraYaml);
         return instance;
     }
+
+    private string _edgeYaml = "";
 
     /// <summary>The options the server starts with (paths of its store and master key among them).</summary>
     public GatehouseOptions LoadOptions() => Load(NewConfiguration());
@@ -71,7 +74,7 @@ public sealed class GatehouseInstance : IAsyncDisposable
     {
         var yaml = $"""
             dataDirectory: ./data
-            edge: {"{"}address: 127.0.0.1, httpsPort: {HttpsPort}, httpPort: {HttpPort}{"}"}
+            edge: {"{"}address: 127.0.0.1, httpsPort: {HttpsPort}, httpPort: {HttpPort}{(_edgeYaml.Length > 0 ? ", " + _edgeYaml : "")}{"}"}
             admin: {"{"}address: 127.0.0.1, port: {AdminPort}{"}"}
             {extraYaml}
             sites: {sitesYaml}

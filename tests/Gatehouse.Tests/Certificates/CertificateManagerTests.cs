@@ -106,6 +106,22 @@ public sealed class CertificateManagerTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task PassthroughSite_HasNoDemand_AndAnOffloadSiteTurnedPassthroughLosesItsCertificate()
+    {
+        var passthrough = new SiteDefinition { Id = "pass.test", Hosts = ["pass.test"], Backends = ["tcp://127.0.0.1:443"], Mode = SiteMode.Passthrough };
+        Assert.Null(CertificateManager.DemandOf(passthrough));
+
+        Assert.Empty(await _sites.PutAsync(Site("turned.test"), "site", default));
+        await WaitForAsync("turned.test", r => r.HasChain);
+        Assert.Empty(await _sites.PutAsync(passthrough with { Id = "turned.test", Hosts = ["turned.test"] }, "site", default));
+        Assert.True(await EventuallyAsync(async () => await ReadAsync("turned.test") is null));
+
+        Assert.Empty(await _sites.PutAsync(passthrough, "site", default));
+        await Task.Delay(300);
+        Assert.Null(await ReadAsync("pass.test"));
+    }
+
+    [Fact]
     public async Task SiteNamesChanged_IsReissuedForTheNewNames()
     {
         Assert.Empty(await _sites.PutAsync(Site("names.test"), "site", default));

@@ -121,20 +121,8 @@ public sealed class ClientHelloTests
     }
 
     /// <summary>Lets a real SslStream client write its ClientHello into a buffer.</summary>
-    internal static async Task<byte[]> CaptureClientHelloAsync(string? serverName, SslProtocols protocols, List<SslApplicationProtocol>? alpn)
-    {
-        var capture = new CapturingStream();
-        await using var ssl = new SslStream(capture);
-        var options = new SslClientAuthenticationOptions
-        {
-            TargetHost = serverName ?? "",
-            EnabledSslProtocols = protocols,
-            ApplicationProtocols = alpn,
-            RemoteCertificateValidationCallback = (_, _, _, _) => false, // never gets that far
-        };
-        await Assert.ThrowsAnyAsync<Exception>(() => ssl.AuthenticateAsClientAsync(options));
-        return capture.Written.ToArray();
-    }
+    internal static Task<byte[]> CaptureClientHelloAsync(string? serverName, SslProtocols protocols, List<SslApplicationProtocol>? alpn) =>
+        Gatehouse.IntegrationTests.Infrastructure.ClientHelloBytes.CaptureAsync(serverName, protocols, alpn);
 
     private static byte[] Fragment(byte[] hello, int size)
     {
@@ -182,49 +170,6 @@ public sealed class ClientHelloTests
             var next = new Segment(memory, RunningIndex + Memory.Length);
             Next = next;
             return next;
-        }
-    }
-
-    private sealed class CapturingStream : Stream
-    {
-        public MemoryStream Written { get; } = new();
-
-        public override bool CanRead => true;
-
-        public override bool CanSeek => false;
-
-        public override bool CanWrite => true;
-
-        public override long Length => throw new NotSupportedException();
-
-        public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
-
-        public override void Flush()
-        {
-        }
-
-        public override int Read(byte[] buffer, int offset, int count) => throw new IOException("capture only");
-
-        public override ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default) => throw new IOException("capture only");
-
-        public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) => throw new IOException("capture only");
-
-        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-
-        public override void SetLength(long value) => throw new NotSupportedException();
-
-        public override void Write(byte[] buffer, int offset, int count) => Written.Write(buffer, offset, count);
-
-        public override ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default)
-        {
-            Written.Write(buffer.Span);
-            return ValueTask.CompletedTask;
-        }
-
-        public override Task WriteAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken)
-        {
-            Written.Write(buffer, offset, count);
-            return Task.CompletedTask;
         }
     }
 }

@@ -1,5 +1,6 @@
 using System.Net;
 using Gatehouse.Hosting;
+using Gatehouse.Sites;
 
 namespace Gatehouse.Tests.Hosting;
 
@@ -67,6 +68,50 @@ public sealed class GatehouseConfigurationTests : IDisposable
     }
 
     [Fact]
+    public void Load_PassthroughSite_ReadsModeProxyProtocolAndIdleTimeout()
+    {
+        var path = Write("""
+            edge: {passthroughIdleTimeout: 15m}
+            sites:
+              - hosts: [pass.example.com]
+                mode: passthrough
+                proxyProtocol: v1
+                backends: [10.0.0.1:443, "tcp://10.0.0.2:8443"]
+              - hosts: [app.example.com]
+                backends: [http://10.0.0.1:8080]
+            """);
+        var errors = new List<string>();
+        var options = new GatehouseConfiguration(path, [], new Dictionary<string, string?>()).Load(errors);
+        Assert.Empty(errors);
+        Assert.Equal(TimeSpan.FromMinutes(15), options!.Edge.PassthroughIdleTimeout);
+        var passthrough = options.Sites[0].Site;
+        Assert.Equal((SiteMode.Passthrough, ProxyProtocolVersion.V1), (passthrough.Mode, passthrough.ProxyProtocol));
+        Assert.Equal(["tcp://10.0.0.1:443", "tcp://10.0.0.2:8443"], passthrough.Backends);
+        Assert.Equal(SiteMode.Offload, options.Sites[1].Site.Mode);
+        Assert.Equal(TimeSpan.FromHours(1), new EdgeOptions().PassthroughIdleTimeout);
+    }
+
+    [Fact]
+    public void Load_BadPassthroughSite_NamesFileAndKey()
+    {
+        var path = Write("""
+            edge: {passthroughIdleTimeout: 0s}
+            sites:
+              - hosts: [pass.example.com]
+                mode: passthrough
+                proxyProtocol: v9
+                keyType: ec384
+                backends: [http://10.0.0.1]
+            """);
+        var errors = new List<string>();
+        Assert.Null(new GatehouseConfiguration(path, [], new Dictionary<string, string?>()).Load(errors));
+        Assert.Contains(errors, e => e.StartsWith("gatehouse.yaml: edge:passthroughIdleTimeout: 0s is outside", StringComparison.Ordinal));
+        Assert.Contains(errors, e => e.StartsWith("gatehouse.yaml: sites:0:proxyProtocol: 'v9' is not a PROXY protocol version", StringComparison.Ordinal));
+        Assert.Contains(errors, e => e.StartsWith("gatehouse.yaml: sites:0:keyType: a passthrough site has no certificate at the edge", StringComparison.Ordinal));
+        Assert.Contains(errors, e => e.StartsWith("gatehouse.yaml: sites:0:backends:0: 'http://10.0.0.1' is a URL", StringComparison.Ordinal));
+    }
+
+    [Fact]
     public void Load_ManyErrors_ReportsAllOfThemWithFileAndKey()
     {
         var unwritable = Path.Combine(_directory.Path, "file-not-dir");
@@ -130,7 +175,7 @@ public sealed class GatehouseConfigurationTests : IDisposable
         Assert.NotNull(new GatehouseConfiguration(Write("edge: {httpsPort: 8443}\n"), [], environment).Load(errors));
         Assert.Empty(errors);
         Assert.Null(new GatehouseConfiguration(Write("edge: {httpsPort: 8443}\n"), ["--edge:foo=1"], environment).Load(errors));
-        Assert.Equal(["command line: edge:foo: unknown key (known: address, httpsPort, httpPort, publicHttpsPort, handshakeTimeout)"], errors);
+        Assert.Equal(["command line: edge:foo: unknown key (known: address, httpsPort, httpPort, publicHttpsPort, handshakeTimeout, passthroughIdleTimeout)"], errors);
     }
 
     [Theory]
