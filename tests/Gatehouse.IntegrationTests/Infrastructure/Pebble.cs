@@ -57,6 +57,7 @@ public sealed class Pebble : IAsyncDisposable
     private readonly HttpClient _management;
     private readonly HttpClient _challTestSrv;
     private readonly StringBuilder _output = new();
+    private int _ordersAdded;
     private Process? _pebble;
     private Process? _challTestSrvProcess;
 
@@ -99,6 +100,10 @@ public sealed class Pebble : IAsyncDisposable
     public X509Certificate2 IssuingRoot { get; private set; } = null!;
 
     /// <summary>What both processes printed (for failure messages).</summary>
+    /// <summary>How many orders Pebble has added to its database since it started (counted from its log as it
+    /// arrives, so the count survives <see cref="Output"/> keeping only the tail).</summary>
+    public int OrdersAdded => Volatile.Read(ref _ordersAdded);
+
     public string Output
     {
         get
@@ -328,6 +333,11 @@ public sealed class Pebble : IAsyncDisposable
         if (line is null)
         {
             return;
+        }
+
+        if (tool == "pebble" && line.Contains("Added order \"", StringComparison.Ordinal))
+        {
+            Interlocked.Increment(ref _ordersAdded);
         }
 
         lock (_output)
