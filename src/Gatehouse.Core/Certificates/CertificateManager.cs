@@ -28,6 +28,10 @@ public sealed record CertificateManagerOptions
     /// instance does it all (a single instance). Work a site asks for (a new certificate, changed names) is done by
     /// whichever instance takes the certificate's lock first, elected or not.</summary>
     public StoreElection? Leadership { get; init; }
+
+    /// <summary>Completes when this instance's listeners are bound; nothing is issued before, so that a CA validating
+    /// a challenge (which may reach this instance) never finds the port closed.</summary>
+    public Task ListenersReady { get; init; } = Task.CompletedTask;
 }
 
 /// <summary>
@@ -93,7 +97,7 @@ public sealed class CertificateManager : BackgroundService
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
-        await Task.WhenAll(_sites.Loaded, _certificates.Loaded).WaitAsync(stoppingToken);
+        await Task.WhenAll(_sites.Loaded, _certificates.Loaded, _options.ListenersReady).WaitAsync(stoppingToken);
         lock (_gate)
         {
             foreach (var demand in _options.InternalCertificates)

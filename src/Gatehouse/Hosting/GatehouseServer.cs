@@ -124,6 +124,14 @@ public sealed class GatehouseServer : IAsyncDisposable
         }
     }
 
+    /// <summary>Completes once the host has started: hosted services and the Kestrel listeners.</summary>
+    private static Task Started(IHostApplicationLifetime lifetime)
+    {
+        var started = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        lifetime.ApplicationStarted.Register(() => started.TrySetResult());
+        return started.Task;
+    }
+
     private static void DisposeAll(Dictionary<string, IMasterKeyProvider> providers)
     {
         foreach (var provider in providers.Values)
@@ -179,6 +187,7 @@ public sealed class GatehouseServer : IAsyncDisposable
             LockTtl = options.LockTtl,
             InstanceId = instanceId,
             Leadership = sp.GetRequiredService<StoreElection>(),
+            ListenersReady = Started(sp.GetRequiredService<IHostApplicationLifetime>()),
         });
         services.AddHostedService<CertificateManager>();
         services.AddSingleton<TlsAlpnResponder>();
