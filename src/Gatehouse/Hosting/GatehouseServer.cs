@@ -153,7 +153,9 @@ public sealed class GatehouseServer : IAsyncDisposable
         services.AddSingleton(keyRing);
         // One elected instance does the scheduled work (renewals, key rotation and rewrap) of all instances sharing
         // the store; work a site asks for goes to whichever instance takes the certificate's lock first.
-        var instanceId = $"{Environment.MachineName}/{Environment.ProcessId}";
+        // Unique per server, also for several servers in one process (tests): a certificate manager tells its own
+        // locks from other instances' by this id.
+        var instanceId = $"{Environment.MachineName}/{Environment.ProcessId}/{Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(3))}";
         services.AddSingleton(sp => new StoreElection(store, "maintenance", instanceId, options.LockTtl, time, sp.GetRequiredService<ILogger<StoreElection>>()));
         services.AddSingleton(sp => new KeyMaintenanceOptions
         {
