@@ -23,14 +23,18 @@ public sealed class StoreLockTests : IAsyncLifetime, IDisposable
     [Fact]
     public async Task KeepAliveFailures_ShorterThanTheTtl_DoNotLoseTheLock()
     {
-        var flaky = new FlakyKeepAliveStore(_store);
+        // Three keep-alives in a row are refused (retried every 150 ms: well under the 3 s TTL), then they succeed.
+        var flaky = new FlakyKeepAliveStore(_store) { FailNext = 3 };
         await using var held = await StoreLock.TryAcquireAsync(flaky, StoreKeys.Lock("flaky"), "me", TimeSpan.FromSeconds(3), TimeProvider.System, default);
         Assert.NotNull(held);
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(30);
+        while (flaky.Succeeded == 0 && DateTime.UtcNow < deadline)
+        {
+            await Task.Delay(50);
+        }
 
-        // Keep-alives fail for 1.2 s (more than one keep-alive interval, well under the 3 s TTL).
-        flaky.FailUntil = DateTime.UtcNow + TimeSpan.FromSeconds(1.2);
-        await Task.Delay(TimeSpan.FromSeconds(4));
-        Assert.True(flaky.Failures > 0, "no keep-alive was refused: the test did not test anything");
+        Assert.Equal(3, flaky.Failures);
+        Assert.True(flaky.Succeeded > 0, "no keep-alive succeeded after the refusals");
         Assert.False(held.Lost.IsCancellationRequested);
         Assert.True((await _store.CommitAsync(new StoreTransaction().If(held.Fence).Put("/gatehouse/v1/test/fenced", new byte[] { 1 }))).Succeeded);
     }
@@ -38,7 +42,7 @@ public sealed class StoreLockTests : IAsyncLifetime, IDisposable
     [Fact]
     public async Task KeepAliveFailures_UntilTheLeaseMayHaveEnded_LoseTheLock()
     {
-        var flaky = new FlakyKeepAliveStore(_store) { FailUntil = DateTime.MaxValue };
+        var flaky = new FlakyKeepAliveStore(_store) { FailNext = int.MaxValue };
         await using var held = await StoreLock.TryAcquireAsync(flaky, StoreKeys.Lock("flaky"), "me", TimeSpan.FromSeconds(2), TimeProvider.System, default);
         Assert.NotNull(held);
         using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(20));
@@ -46,14 +50,17 @@ public sealed class StoreLockTests : IAsyncLifetime, IDisposable
         Assert.True(held.Lost.IsCancellationRequested);
     }
 
-    /// <summary>The real store, with keep-alives refused as "unavailable" until <see cref="FailUntil"/>.</summary>
+    /// <summary>The real store, with the next <see cref="FailNext"/> keep-alives refused as "unavailable".</summary>
     private sealed class FlakyKeepAliveStore(IStore inner) : IStore
     {
         private int _failures;
+        private int _succeeded;
 
-        public DateTime FailUntil { get; set; } = DateTime.MinValue;
+        public int FailNext { get; set; }
 
         public int Failures => Volatile.Read(ref _failures);
+
+        public int Succeeded => Volatile.Read(ref _succeeded);
 
         public ValueTask<StoreEntry?> GetAsync(string key, CancellationToken cancellationToken = default) => inner.GetAsync(key, cancellationToken);
 
@@ -65,15 +72,17 @@ public sealed class StoreLockTests : IAsyncLifetime, IDisposable
 
         public ValueTask<long> GrantLeaseAsync(TimeSpan ttl, CancellationToken cancellationToken = default) => inner.GrantLeaseAsync(ttl, cancellationToken);
 
-        public ValueTask<bool> KeepAliveAsync(long leaseId, CancellationToken cancellationToken = default)
+        public async ValueTask<bool> KeepAliveAsync(long leaseId, CancellationToken cancellationToken = default)
         {
-            if (DateTime.UtcNow < FailUntil)
+            if (Interlocked.Increment(ref _failures) <= FailNext)
             {
-                Interlocked.Increment(ref _failures);
                 throw new StoreUnavailableException("the store is away (test)");
             }
 
-            return inner.KeepAliveAsync(leaseId, cancellationToken);
+            Interlocked.Decrement(ref _failures);
+            var alive = await inner.KeepAliveAsync(leaseId, cancellationToken);
+            Interlocked.Increment(ref _succeeded);
+            return alive;
         }
 
         public ValueTask RevokeLeaseAsync(long leaseId, CancellationToken cancellationToken = default) => inner.RevokeLeaseAsync(leaseId, cancellationToken);
