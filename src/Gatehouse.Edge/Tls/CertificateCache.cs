@@ -145,6 +145,10 @@ public sealed class CertificateCache
     private static readonly List<SslApplicationProtocol> Alpn = [SslApplicationProtocol.Http2, SslApplicationProtocol.Http11];
 
     private readonly EnvelopeCipher _cipher;
+
+    /// <summary>Null when the process's OpenSSL defaults already are <see cref="AeadOnly"/>: then connections share one
+    /// SSL_CTX per certificate and sessions resume (see <see cref="TlsProcessDefaults"/>).</summary>
+    private readonly CipherSuitesPolicy? _cipherSuites;
     private readonly ILogger<CertificateCache> _logger;
     private readonly Func<ServedCertificate, Preparation> _prepare;
     private readonly Lock _rebuild = new();
@@ -155,7 +159,19 @@ public sealed class CertificateCache
         _cipher = cipher;
         _logger = logger;
         _prepare = Prepare;
+        _cipherSuites = TlsProcessDefaults.ServerDefaultsAreAeadOnly ? null : AeadOnly;
+        if (_cipherSuites is null)
+        {
+            CertificateCacheLog.TlsDefaults(_logger, TlsProcessDefaults.Outcome ?? "set before start");
+        }
+        else
+        {
+            CertificateCacheLog.NoResumption(_logger, TlsProcessDefaults.Outcome ?? "not applied in this process");
+        }
     }
+
+    /// <summary>Whether TLS sessions can be resumed: the cipher policy comes from the process's defaults.</summary>
+    public bool ResumesSessions => _cipherSuites is null;
 
     /// <summary>The store revision the current table reflects.</summary>
     public long Revision => _table.Revision;
@@ -268,7 +284,7 @@ public sealed class CertificateCache
                     ServerCertificateContext = SslStreamCertificateContext.Create(leaf, intermediates, offline: true),
                     EnabledSslProtocols = SslProtocols.Tls12 | SslProtocols.Tls13,
                     ApplicationProtocols = Alpn,
-                    CipherSuitesPolicy = AeadOnly,
+                    CipherSuitesPolicy = _cipherSuites,
                     ClientCertificateRequired = false,
                     CertificateRevocationCheckMode = X509RevocationMode.NoCheck,
                     AllowRenegotiation = false,
@@ -373,6 +389,12 @@ internal static partial class CertificateCacheLog
 {
     [LoggerMessage(EventId = 4001, Level = LogLevel.Debug, Message = "Certificate table swapped: {Sites} site certificates, {Internal} internal, at revision {Revision}")]
     public static partial void Swapped(ILogger logger, int sites, int @internal, long revision);
+
+    [LoggerMessage(EventId = 4003, Level = LogLevel.Debug, Message = "TLS defaults: {How}; AEAD suites only, TLS sessions are resumed")]
+    public static partial void TlsDefaults(ILogger logger, string how);
+
+    [LoggerMessage(EventId = 4004, Level = LogLevel.Warning, Message = "TLS defaults: {How}. The process's OpenSSL defaults allow more than AEAD suites, so the edge limits them per connection, which turns TLS session resumption off and makes handshakes slower (see docs/edge-modes.md)")]
+    public static partial void NoResumption(ILogger logger, string how);
 
     [LoggerMessage(EventId = 4002, Level = LogLevel.Error, Message = "Certificate {CertificateId} (serial {Serial}) cannot be served: {Reason}")]
     public static partial void Unusable(ILogger logger, string certificateId, string serial, string reason);

@@ -31,7 +31,9 @@ public sealed class ServedCertificateFeature(ServedCertificate certificate)
 /// <param name="challenges">TLS-ALPN-01 answers, when ACME issuers use them.</param>
 /// <param name="sites">Sites by name (every mode), for the mode switch; null: every name is offload.</param>
 /// <param name="passthrough">Relays passthrough connections; null: passthrough sites are refused like unknown names.</param>
-public sealed class SniGate(CertificateCache cache, ILogger<SniGate> logger, TimeSpan helloTimeout, TlsAlpnResponder? challenges = null, SiteRoutes? sites = null, PassthroughRelay? passthrough = null)
+/// <param name="defaultServerName">The name a ClientHello without SNI is treated as (config <c>edge:defaultSite</c>);
+/// null: such connections are refused with unrecognized_name. Names no site serves are refused either way.</param>
+public sealed class SniGate(CertificateCache cache, ILogger<SniGate> logger, TimeSpan helloTimeout, TlsAlpnResponder? challenges = null, SiteRoutes? sites = null, PassthroughRelay? passthrough = null, string? defaultServerName = null)
 {
     /// <summary>RFC 8446 §6: a fatal alert record, unrecognized_name(112).</summary>
     private static readonly byte[] UnrecognizedNameAlert = [21, 3, 3, 0, 2, 2, 112];
@@ -123,7 +125,9 @@ public sealed class SniGate(CertificateCache cache, ILogger<SniGate> logger, Tim
         // The mode switch. A passthrough site's connection goes to its backends before anything TLS-specific here,
         // acme-tls/1 included: its backends hold their own certificates and may answer their own challenges.
         // Modes that terminate TLS (offload; later re-encrypt, mutual TLS) continue below to the certificate.
-        if (hello.ServerName is { } requested && sites is not null && sites.TryMatchRoute(requested, out var route) && route.Passthrough is { } relayed)
+        // A client that sent no SNI (one that connects by IP address) is taken to ask for the default site, if any.
+        var name = hello.ServerName ?? defaultServerName;
+        if (name is { } requested && sites is not null && sites.TryMatchRoute(requested, out var route) && route.Passthrough is { } relayed)
         {
             if (passthrough is null)
             {
@@ -149,7 +153,7 @@ public sealed class SniGate(CertificateCache cache, ILogger<SniGate> logger, Tim
             return;
         }
 
-        if (hello.ServerName is not { } serverName || !cache.TryMatch(serverName, out var certificate))
+        if (name is not { } serverName || !cache.TryMatch(serverName, out var certificate))
         {
             if (logger.IsEnabled(LogLevel.Debug))
             {

@@ -27,7 +27,7 @@ public sealed class GatehouseConfiguration
     private static readonly string[] SoftwareProviderKeys = ["type", "file"];
     private static readonly string[] PassphraseProviderKeys = ["type", "passphraseEnv", "passphraseFile"];
     private static readonly string[] Pkcs11ProviderKeys = ["type", "library", "token", "label", "pinEnv", "pinFile"];
-    private static readonly string[] EdgeKeys = ["address", "httpsPort", "httpPort", "publicHttpsPort", "handshakeTimeout", "passthroughIdleTimeout"];
+    private static readonly string[] EdgeKeys = ["address", "httpsPort", "httpPort", "publicHttpsPort", "handshakeTimeout", "passthroughIdleTimeout", "defaultSite"];
     private static readonly string[] AdminKeys = ["address", "port"];
     private static readonly string[] LocalCaKeys = ["leafLifetime"];
     private static readonly string[] WelcomeKeys = ["port"];
@@ -131,6 +131,7 @@ public sealed class GatehouseConfiguration
                     PublicHttpsPort = root["edge:publicHttpsPort"] is null ? null : Port("edge:publicHttpsPort", 443),
                     HandshakeTimeout = Span("edge:handshakeTimeout", TimeSpan.FromSeconds(10), TimeSpan.FromSeconds(1), TimeSpan.FromMinutes(5)),
                     PassthroughIdleTimeout = Span("edge:passthroughIdleTimeout", TimeSpan.FromHours(1), TimeSpan.FromSeconds(1), TimeSpan.FromDays(7)),
+                    DefaultSite = DefaultSite("edge:defaultSite"),
                 },
                 Admin = new AdminOptions
                 {
@@ -640,6 +641,30 @@ public sealed class GatehouseConfiguration
             }
 
             return port;
+        }
+
+        /// <summary>A host name to serve clients that send no SNI; any site may claim it later, so it is not looked up.</summary>
+        private string? DefaultSite(string key)
+        {
+            var text = root[key];
+            if (string.IsNullOrWhiteSpace(text))
+            {
+                return null;
+            }
+
+            if (!HostName.TryNormalize(text, out var host, out var error))
+            {
+                Error(key, error);
+                return null;
+            }
+
+            if (HostName.IsWildcard(host))
+            {
+                Error(key, $"'{text}' is a wildcard; the default site is one exact host name of a site");
+                return null;
+            }
+
+            return host;
         }
 
         private IPAddress Address(string key, IPAddress fallback)

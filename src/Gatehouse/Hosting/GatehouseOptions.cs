@@ -265,6 +265,11 @@ public sealed record EdgeOptions
     /// <summary>How long a passthrough connection may carry no bytes in either direction before the edge closes it
     /// (config <c>edge:passthroughIdleTimeout</c>).</summary>
     public TimeSpan PassthroughIdleTimeout { get; init; } = TimeSpan.FromHours(1);
+
+    /// <summary>The host name a ClientHello without SNI is served as (config <c>edge:defaultSite</c>), e.g. for clients
+    /// that connect by IP address; null (default): such connections get the alert unrecognized_name, so no site's
+    /// certificate is shown to a client that did not name it.</summary>
+    public string? DefaultSite { get; init; }
 }
 
 /// <summary>The admin API listener.</summary>

@@ -197,7 +197,7 @@ public sealed class GatehouseServer : IAsyncDisposable
         services.AddSingleton(sp => new PassthroughRelay(new PassthroughOptions { IdleTimeout = options.Edge.PassthroughIdleTimeout }, time, sp.GetRequiredService<ILogger<PassthroughRelay>>()));
         services.AddSingleton(sp => new SniGate(
             sp.GetRequiredService<CertificateCache>(), sp.GetRequiredService<ILogger<SniGate>>(), options.Edge.HandshakeTimeout, sp.GetRequiredService<TlsAlpnResponder>(),
-            routes, sp.GetRequiredService<PassthroughRelay>()));
+            routes, sp.GetRequiredService<PassthroughRelay>(), options.Edge.DefaultSite));
         services.AddReverseProxy();
 
         // YARP registers Data Protection (for affinity cookies, unused here); keep its keys in memory so that no key

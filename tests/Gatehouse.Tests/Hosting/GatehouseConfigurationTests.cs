@@ -111,6 +111,27 @@ public sealed class GatehouseConfigurationTests : IDisposable
         Assert.Contains(errors, e => e.StartsWith("gatehouse.yaml: sites:0:backends:0: 'http://10.0.0.1' is a URL", StringComparison.Ordinal));
     }
 
+    [Theory]
+    [InlineData("App.Example.COM", "app.example.com", null)]
+    [InlineData("'*.example.com'", null, "edge:defaultSite: '*.example.com' is a wildcard")]
+    [InlineData("bad_name!", null, "edge:defaultSite: ")]
+    public void Load_DefaultSite_NormalizesOrNamesTheKey(string value, string? expected, string? error)
+    {
+        var path = Write($"edge: {{defaultSite: {value}}}\n");
+        var errors = new List<string>();
+        var options = new GatehouseConfiguration(path, [], new Dictionary<string, string?>()).Load(errors);
+        if (error is null)
+        {
+            Assert.Empty(errors);
+            Assert.Equal(expected, options!.Edge.DefaultSite);
+        }
+        else
+        {
+            Assert.Null(options);
+            Assert.Contains(errors, e => e.StartsWith("gatehouse.yaml: " + error, StringComparison.Ordinal));
+        }
+    }
+
     [Fact]
     public void Load_ManyErrors_ReportsAllOfThemWithFileAndKey()
     {
@@ -175,7 +196,7 @@ public sealed class GatehouseConfigurationTests : IDisposable
         Assert.NotNull(new GatehouseConfiguration(Write("edge: {httpsPort: 8443}\n"), [], environment).Load(errors));
         Assert.Empty(errors);
         Assert.Null(new GatehouseConfiguration(Write("edge: {httpsPort: 8443}\n"), ["--edge:foo=1"], environment).Load(errors));
-        Assert.Equal(["command line: edge:foo: unknown key (known: address, httpsPort, httpPort, publicHttpsPort, handshakeTimeout, passthroughIdleTimeout)"], errors);
+        Assert.Equal(["command line: edge:foo: unknown key (known: address, httpsPort, httpPort, publicHttpsPort, handshakeTimeout, passthroughIdleTimeout, defaultSite)"], errors);
     }
 
     [Theory]

@@ -1,0 +1,128 @@
+using System.Text.Json;
+using Gatehouse.IntegrationTests.Infrastructure;
+
+namespace Gatehouse.IntegrationTests.Tls;
+
+/// <summary>
+/// The HTTPS listener's TLS policy as real clients see it: testssl.sh's protocol, cipher and vulnerability checks
+/// against the real executable, and openssl s_client for session resumption and refused suites.
+/// </summary>
+public sealed class TlsPolicyTests : IAsyncLifetime
+{
+    private Backend _backend = null!;
+    private GatehouseInstance _gatehouse = null!;
+
+    public async Task InitializeAsync()
+    {
+        _backend = await Backend.StartAsync("policy");
+        _gatehouse = GatehouseInstance.Create(
+            $$"""
+
+              - hosts: [policy.test]
+                backends: [{{_backend.Url}}]
+              - hosts: [other.test]
+                backends: [{{_backend.Url}}]
+            """,
+            // A leaf lifetime like a public CA's, so that certificate expiry is not what the scan reports.
+            extraYaml: "localCa: {leafLifetime: 90d}",
+            edgeYaml: "defaultSite: policy.test");
+        await _gatehouse.StartProcessAsync();
+        await _gatehouse.WaitUntilServedAsync(["policy.test", "other.test"], timeout: TimeSpan.FromSeconds(60));
+    }
+
+    public async Task DisposeAsync()
+    {
+        await _gatehouse.DisposeAsync();
+        await _backend.DisposeAsync();
+    }
+
+    /// <summary>
+    /// testssl.sh (Debian's) checks protocols, cipher categories, server preferences, server defaults (session
+    /// resumption among them), HTTP headers and every vulnerability it knows. Nothing in those may be rated worse
+    /// than OK, except findings about what is not the listener's to decide, each named here with why:
+    /// the local CA's certificates carry no CRL or OCSP address (cert_revocation), there is no DNS here
+    /// (DNS_CAArecord), and security headers such as X-Frame-Options are the backend application's (security_headers).
+    /// </summary>
+    [Fact]
+    public async Task Testssl_HttpsListener_NoFindingWorseThanOk()
+    {
+        var json = Path.Combine(_gatehouse.Directory, "testssl.json");
+        var root = Path.Combine(_gatehouse.DataDirectory, "local-ca-root.pem");
+        var result = await Tools.RunAsync("testssl",
+            ["--quiet", "--color", "0", "--warnings", "off", "--add-ca", root, "--ip", "127.0.0.1", "-oj", json,
+             "-p", "-s", "-P", "-S", "-h", "-U", $"policy.test:{_gatehouse.HttpsPort}"],
+            _gatehouse.Directory, timeout: TimeSpan.FromMinutes(5));
+        Assert.True(File.Exists(json), $"testssl wrote no report (exit {result.ExitCode}):\n{result.StandardOutput}\n{result.StandardError}");
+
+        using var report = JsonDocument.Parse(await File.ReadAllTextAsync(json));
+        var findings = report.RootElement.EnumerateArray()
+            .Select(f => (Id: f.GetProperty("id").GetString()!, Severity: f.GetProperty("severity").GetString()!, Finding: f.GetProperty("finding").GetString()))
+            .ToList();
+        string[] notTheListeners = ["cert_revocation", "DNS_CAArecord", "security_headers", "HSTS"];
+        var worse = findings.Where(f => f.Severity is not ("OK" or "INFO") && !notTheListeners.Contains(f.Id)).ToList();
+        Assert.True(worse.Count == 0, "testssl findings worse than OK:\n" + string.Join('\n', worse.Select(f => $"{f.Id} {f.Severity}: {f.Finding}")));
+
+        // The scan really looked: the checks the issue names are there and passed.
+        foreach (var id in new[] { "SSLv3", "TLS1", "TLS1_1", "TLS1_2", "TLS1_3", "cipherlist_NULL", "cipherlist_3DES_IDEA", "cipherlist_AVERAGE",
+            "cipherlist_STRONG", "heartbleed", "ROBOT", "secure_renego", "secure_client_renego", "POODLE_SSL", "SWEET32", "LUCKY13", "BEAST", "sessionresumption_ticket", "sessionresumption_ID" })
+        {
+            Assert.Contains(findings, f => f.Id == id);
+        }
+
+        Assert.Equal("not offered", findings.Single(f => f.Id == "TLS1_1").Finding);
+        Assert.Equal("not offered", findings.Single(f => f.Id == "cipherlist_AVERAGE").Finding); // CBC suites
+        Assert.StartsWith("supported", findings.Single(f => f.Id == "sessionresumption_ticket").Finding, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("-tls1_3")]
+    [InlineData("-tls1_2")]
+    public async Task Resumption_SameSite_SessionIsResumed(string protocol)
+    {
+        var session = Path.Combine(_gatehouse.Directory, $"session{protocol}.pem");
+        var first = await SClientAsync("policy.test", protocol, "-sess_out", session);
+        Assert.Contains("New, TLSv1.", first, StringComparison.Ordinal);
+        var second = await SClientAsync("policy.test", protocol, "-sess_in", session);
+        Assert.Contains("Reused, TLSv1.", second, StringComparison.Ordinal);
+    }
+
+    /// <summary>Sessions live with the certificate's TLS context: one site's session never resumes into another's
+    /// (which mutual TLS relies on: a session made without a client certificate must not skip it elsewhere).</summary>
+    [Fact]
+    public async Task Resumption_SessionOfAnotherSite_IsNotResumed()
+    {
+        var session = Path.Combine(_gatehouse.Directory, "session-other.pem");
+        await SClientAsync("other.test", "-tls1_3", "-sess_out", session);
+        var resumed = await SClientAsync("policy.test", "-tls1_3", "-sess_in", session);
+        Assert.Contains("New, TLSv1.3", resumed, StringComparison.Ordinal);
+        Assert.Contains("subject=CN = policy.test", resumed, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("ECDHE-ECDSA-AES128-SHA256")]
+    [InlineData("ECDHE-ECDSA-AES128-SHA")]
+    [InlineData("ECDHE-ECDSA-AES256-SHA384")]
+    public async Task Handshake_ClientOfferingOnlyCbcSuites_IsRefused(string cipher)
+    {
+        var output = await SClientAsync("policy.test", "-tls1_2", "-cipher", cipher);
+        Assert.Contains("Cipher is (NONE)", output, StringComparison.Ordinal);
+        Assert.Contains("handshake failure", output, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Handshake_NoSni_IsServedAsTheDefaultSite()
+    {
+        var output = await SClientAsync(null, "-tls1_3");
+        Assert.Contains("subject=CN = policy.test", output, StringComparison.Ordinal);
+    }
+
+    /// <summary>openssl s_client with the local root trusted; stdin stays open a moment so TLS 1.3 tickets arrive.</summary>
+    private async Task<string> SClientAsync(string? serverName, params string[] more)
+    {
+        var args = new List<string> { "s_client", "-connect", $"127.0.0.1:{_gatehouse.HttpsPort}", "-CAfile", Path.Combine(_gatehouse.DataDirectory, "local-ca-root.pem") };
+        args.AddRange(serverName is null ? ["-noservername"] : ["-servername", serverName]);
+        args.AddRange(more);
+        var result = await Tools.RunAsync("sh", ["-c", "(sleep 1; echo Q) | openssl \"$@\" 2>&1", "sh", .. args], _gatehouse.Directory);
+        return result.StandardOutput;
+    }
+}
