@@ -60,6 +60,8 @@ public static class EdgeMiddleware
         {
             ForwarderError.RequestTimedOut => (StatusCodes.Status504GatewayTimeout, "504 Gateway Timeout: the site's backend did not answer in time."),
             ForwarderError.NoAvailableDestinations => (StatusCodes.Status503ServiceUnavailable, "503 Service Unavailable: the site has no backend available."),
+            // The client's request body broke off or was malformed (a bad chunk): the client's fault, not the backend's.
+            ForwarderError.RequestBodyClient or ForwarderError.RequestBodyCanceled => (StatusCodes.Status400BadRequest, "400 Bad Request: the request body could not be read."),
             _ => (StatusCodes.Status502BadGateway, "502 Bad Gateway: the site's backend could not be reached."),
         };
         context.Response.StatusCode = status;

@@ -60,6 +60,10 @@ public sealed class GatehouseServer : IAsyncDisposable
     public static async Task<GatehouseServer> StartAsync(GatehouseOptions options, GatehouseConfiguration? configuration = null, Action<ILoggingBuilder>? configureLogging = null, CancellationToken cancellationToken = default)
     {
         Directory.CreateDirectory(options.DataDirectory, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+
+        // An edge parses HTTP/1.1 strictly (RFC 9112 §2.2): a bare LF ends no line. Kestrel accepts one by default,
+        // and a proxy in front of the edge that reads it differently could then disagree on where a request ends.
+        AppContext.SetSwitch("Microsoft.AspNetCore.Server.Kestrel.DisableHttp1LineFeedTerminators", true);
         var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = [], ContentRootPath = options.DataDirectory, EnvironmentName = Environments.Production });
         builder.Configuration.Sources.Clear();
         builder.Logging.ClearProviders();
