@@ -227,6 +227,35 @@ public sealed class MutualTlsTests : IAsyncLifetime
         }
     }
 
+    [Fact]
+    public async Task Cli_AddSiteWithClientAuthAndHsts_IsListedAndEnforced()
+    {
+        string[] cli = ["--admin", $"https://127.0.0.1:{_gatehouse.AdminPort}", "--data", _gatehouse.DataDirectory];
+        var missingCa = await Tools.GatehouseAsync(_gatehouse.Directory, ["sites", "add", "bad.mtls.test", "--backend", _backend.Url, "--client-auth", "required", .. cli], TimeSpan.FromSeconds(60));
+        Assert.Equal(1, missingCa.ExitCode);
+        Assert.Contains("site:clientAuth:ca: required", missingCa.StandardError, StringComparison.Ordinal);
+
+        var add = await Tools.GatehouseAsync(_gatehouse.Directory, ["sites", "add", "cli.mtls.test", "--backend", _backend.Url, "--client-auth", "required", "--client-ca", _certs.CaPemPath, "--client-san", "dns:client1.test", "--hsts", "30d", "--hsts-include-subdomains", .. cli], TimeSpan.FromSeconds(60));
+        Assert.True(add.ExitCode == 0, add.StandardError);
+
+        var list = await Tools.GatehouseAsync(_gatehouse.Directory, ["sites", "list", "--json", .. cli], TimeSpan.FromSeconds(60));
+        var site = JsonDocument.Parse(list.StandardOutput).RootElement.EnumerateArray().Single(s => s.GetProperty("id").GetString() == "cli.mtls.test");
+        Assert.Equal("required", site.GetProperty("clientAuth").GetProperty("mode").GetString());
+        Assert.Equal("CN=Gatehouse Test Client CA", site.GetProperty("clientAuth").GetProperty("caSubjects")[0].GetString());
+        Assert.Equal("dns:client1.test", site.GetProperty("clientAuth").GetProperty("allowedSans")[0].GetString());
+        Assert.Equal("max-age=2592000; includeSubDomains", site.GetProperty("hsts").GetProperty("header").GetString());
+        var plain = JsonDocument.Parse(list.StandardOutput).RootElement.EnumerateArray().Single(s => s.GetProperty("id").GetString() == "plain.mtls.test");
+        Assert.False(plain.GetProperty("hsts").GetProperty("enabled").GetBoolean());
+        Assert.True(plain.GetProperty("hsts").GetProperty("default").GetBoolean());
+        var table = await Tools.GatehouseAsync(_gatehouse.Directory, ["sites", "list", .. cli], TimeSpan.FromSeconds(60));
+        Assert.Contains("required:", table.StandardOutput, StringComparison.Ordinal);
+
+        Assert.True(await GatehouseInstance.EventuallyAsync(async () => (await CurlAsync("cli.mtls.test", "/", _certs.Good)).Status == 200, TimeSpan.FromSeconds(30)));
+        Assert.Equal("max-age=2592000; includeSubDomains", (await CurlAsync("cli.mtls.test", "/", _certs.Good)).Header("strict-transport-security"));
+        Assert.Null((await CurlAsync("cli.mtls.test", "/", _certs.Stranger)).Status);
+        Assert.Null((await CurlAsync("cli.mtls.test", "/", null)).Status);
+    }
+
     private static string Indent(string text, int spaces) =>
         string.Join('\n', text.Trim().Split('\n').Select(line => new string(' ', spaces) + line));
 
