@@ -83,7 +83,8 @@ public sealed record HstsPolicy
     /// <summary>Adds <c>preload</c> (needs includeSubdomains and a max-age of at least a year).</summary>
     public bool Preload { get; init; }
 
-    /// <summary>The header value, e.g. <c>max-age=31536000; includeSubDomains</c>; null when off.</summary>
+    /// <summary>The header value, e.g. <c>max-age=31536000; includeSubDomains</c>; null when off. Derived, not stored.</summary>
+    [System.Text.Json.Serialization.JsonIgnore]
     public string? HeaderValue => !Enabled ? null
         : "max-age=" + MaxAgeSeconds.ToString(CultureInfo.InvariantCulture) + (IncludeSubdomains ? "; includeSubDomains" : "") + (Preload ? "; preload" : "");
 
