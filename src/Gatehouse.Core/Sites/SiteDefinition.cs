@@ -28,6 +28,12 @@ public sealed record SiteDefinition
     /// <summary>The ACME certificate profile to ask for (e.g. <c>shortlived</c>), when the CA offers profiles.</summary>
     public string? Profile { get; init; }
 
+    /// <summary>Mutual TLS toward the site's clients; null: no client certificate is asked for.</summary>
+    public ClientAuthPolicy? ClientAuth { get; init; }
+
+    /// <summary>The site's HSTS; null: the default for its issuers (<see cref="HstsPolicy.For"/>).</summary>
+    public HstsPolicy? Hsts { get; init; }
+
     /// <summary>The certificate key types a site may ask for.</summary>
     public static readonly IReadOnlyList<string> KeyTypes = ["ec256", "ec384", "rsa2048", "rsa3072", "rsa4096"];
 
@@ -40,7 +46,8 @@ public sealed record SiteDefinition
     public bool SameAs(SiteDefinition other) =>
         Id == other.Id && Source == other.Source && Mode == other.Mode && ProxyProtocol == other.ProxyProtocol
         && Hosts.SequenceEqual(other.Hosts) && Backends.SequenceEqual(other.Backends) && Issuers.SequenceEqual(other.Issuers)
-        && KeyType == other.KeyType && Profile == other.Profile;
+        && KeyType == other.KeyType && Profile == other.Profile
+        && ClientAuthPolicy.Same(ClientAuth, other.ClientAuth) && Hsts == other.Hsts;
 }
 
 /// <summary>Where a site's definition comes from.</summary>

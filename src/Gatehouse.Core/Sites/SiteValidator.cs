@@ -18,7 +18,7 @@ public sealed record ValidationError(string Path, string Message)
 public static class SiteValidator
 {
     /// <summary>A site as given, before validation.</summary>
-    public sealed record Draft(string Path, IReadOnlyList<string?> Hosts, IReadOnlyList<string?> Backends, IReadOnlyList<string?> Issuers, string? KeyType = null, string? Profile = null, string? Mode = null, string? ProxyProtocol = null);
+    public sealed record Draft(string Path, IReadOnlyList<string?> Hosts, IReadOnlyList<string?> Backends, IReadOnlyList<string?> Issuers, string? KeyType = null, string? Profile = null, string? Mode = null, string? ProxyProtocol = null, ClientAuthDraft? ClientAuth = null, HstsDraft? Hsts = null);
 
     /// <summary>Validates <paramref name="drafts"/> together (a host may belong to one site only).</summary>
     /// <param name="drafts">The sites to check.</param>
@@ -136,6 +136,9 @@ public static class SiteValidator
                 }
             }
 
+            var clientAuth = SiteTlsValidation.ValidateClientAuth(draft.ClientAuth, mode, $"{draft.Path}:clientAuth", errors, DateTimeOffset.UtcNow);
+            var hsts = SiteTlsValidation.ValidateHsts(draft.Hsts, mode, $"{draft.Path}:hsts", errors);
+
             if (errors.Count == before)
             {
                 sites.Add(new SiteDefinition
@@ -148,6 +151,8 @@ public static class SiteValidator
                     Profile = profile,
                     Mode = mode,
                     ProxyProtocol = proxyProtocol,
+                    ClientAuth = clientAuth,
+                    Hsts = hsts,
                     Source = source,
                 });
             }

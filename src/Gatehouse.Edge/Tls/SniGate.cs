@@ -9,11 +9,15 @@ using Microsoft.Extensions.Logging;
 
 namespace Gatehouse.Edge.Tls;
 
-/// <summary>The certificate chosen for a connection by <see cref="SniGate"/> (one instance per certificate,
-/// shared by its connections).</summary>
-public sealed class ServedCertificateFeature(ServedCertificate certificate)
+/// <summary>The certificate chosen for a connection by <see cref="SniGate"/> (one instance per certificate, and one
+/// per certificate and client-auth policy; shared by their connections).</summary>
+public sealed class ServedCertificateFeature(ServedCertificate certificate, System.Net.Security.SslServerAuthenticationOptions? clientAuthOptions = null)
 {
     public ServedCertificate Certificate { get; } = certificate;
+
+    /// <summary>The options of the handshake: the certificate's own, or, for a site that asks for client
+    /// certificates, those made from them by <see cref="ClientCertificateValidator"/>.</summary>
+    public System.Net.Security.SslServerAuthenticationOptions? Options => clientAuthOptions ?? Certificate.Options;
 }
 
 /// <summary>
@@ -31,9 +35,10 @@ public sealed class ServedCertificateFeature(ServedCertificate certificate)
 /// <param name="challenges">TLS-ALPN-01 answers, when ACME issuers use them.</param>
 /// <param name="sites">Sites by name (every mode), for the mode switch; null: every name is offload.</param>
 /// <param name="passthrough">Relays passthrough connections; null: passthrough sites are refused like unknown names.</param>
+/// <param name="tlsPolicies">Per-site client authentication; null: no site asks for client certificates.</param>
 /// <param name="defaultServerName">The name a ClientHello without SNI is treated as (config <c>edge:defaultSite</c>);
 /// null: such connections are refused with unrecognized_name. Names no site serves are refused either way.</param>
-public sealed class SniGate(CertificateCache cache, ILogger<SniGate> logger, TimeSpan helloTimeout, TlsAlpnResponder? challenges = null, SiteRoutes? sites = null, PassthroughRelay? passthrough = null, string? defaultServerName = null)
+public sealed class SniGate(CertificateCache cache, ILogger<SniGate> logger, TimeSpan helloTimeout, TlsAlpnResponder? challenges = null, SiteRoutes? sites = null, PassthroughRelay? passthrough = null, SiteTlsPolicies? tlsPolicies = null, string? defaultServerName = null)
 {
     /// <summary>RFC 8446 §6: a fatal alert record, unrecognized_name(112).</summary>
     private static readonly byte[] UnrecognizedNameAlert = [21, 3, 3, 0, 2, 2, 112];
@@ -53,7 +58,7 @@ public sealed class SniGate(CertificateCache cache, ILogger<SniGate> logger, Tim
 
             var feature = context.Connection.Features.Get<ServedCertificateFeature>()
                 ?? throw new InvalidOperationException("The SNI gate did not run before TLS on this listener.");
-            return ValueTask.FromResult(feature.Certificate.Options
+            return ValueTask.FromResult(feature.Options
                 ?? throw new InvalidOperationException("The SNI gate chose a certificate it did not prepare."));
         },
         HandshakeTimeout = handshakeTimeout,
@@ -176,7 +181,11 @@ public sealed class SniGate(CertificateCache cache, ILogger<SniGate> logger, Tim
             return;
         }
 
-        connection.Features.Set(certificate.Feature);
+        // A site that asks for client certificates handshakes with options made for this certificate and its policy
+        // (made once, on the first handshake after either changes); the rest share the certificate's own.
+        connection.Features.Set(tlsPolicies is not null && tlsPolicies.TryGet(certificate.Id, out var policy) && policy.ClientAuth is { } clientAuth
+            ? clientAuth.FeatureFor(certificate)
+            : certificate.Feature);
         await next(connection);
     }
 

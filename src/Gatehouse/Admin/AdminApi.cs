@@ -45,7 +45,7 @@ internal static class AdminApi
 
             var errors = new List<ValidationError>();
             var sites = SiteValidator.Validate(
-                [new SiteValidator.Draft("site", body.Hosts ?? [], body.Backends ?? [], body.Issuers ?? [], body.KeyType, body.Profile, body.Mode, body.ProxyProtocol)],
+                [new SiteValidator.Draft("site", body.Hosts ?? [], body.Backends ?? [], body.Issuers ?? [], body.KeyType, body.Profile, body.Mode, body.ProxyProtocol) { ClientAuth = body.ClientAuth?.ToDraft(), Hsts = body.Hsts?.ToDraft() }],
                 SiteSource.Api,
                 admin.IssuerNames,
                 errors);

@@ -31,7 +31,9 @@ public sealed class GatehouseConfiguration
     private static readonly string[] AdminKeys = ["address", "port"];
     private static readonly string[] LocalCaKeys = ["leafLifetime"];
     private static readonly string[] WelcomeKeys = ["port"];
-    private static readonly string[] SiteKeys = ["hosts", "backends", "mode", "proxyProtocol", "issuers", "keyType", "profile"];
+    private static readonly string[] SiteKeys = ["hosts", "backends", "mode", "proxyProtocol", "issuers", "keyType", "profile", "clientAuth", "hsts"];
+    private static readonly string[] ClientAuthKeys = ["mode", "ca", "caFile", "allowedSubjects", "allowedSans", "requiredPaths"];
+    private static readonly string[] HstsKeys = ["maxAge", "includeSubdomains", "preload"];
 
     private readonly string? _configPath;
     private readonly string[] _overrides;
@@ -103,6 +105,7 @@ public sealed class GatehouseConfiguration
 
         public GatehouseOptions Read(string? configPath)
         {
+            _configDirectory = configPath is null ? Directory.GetCurrentDirectory() : Path.GetDirectoryName(configPath)!;
             CheckKnownKeys(root, TopLevelKeys, "");
             var dataDirectory = root["dataDirectory"] is { Length: > 0 } configured
                 ? Path.GetFullPath(configured, configPath is null ? Directory.GetCurrentDirectory() : Path.GetDirectoryName(configPath)!)
@@ -521,7 +524,11 @@ public sealed class GatehouseConfiguration
                 }
 
                 CheckKnownKeys(site, SiteKeys, path + ":");
-                drafts.Add(new SiteValidator.Draft(path, List(site, "hosts"), List(site, "backends"), List(site, "issuers"), site["keyType"], site["profile"], site["mode"], site["proxyProtocol"]));
+                drafts.Add(new SiteValidator.Draft(path, List(site, "hosts"), List(site, "backends"), List(site, "issuers"), site["keyType"], site["profile"], site["mode"], site["proxyProtocol"])
+                {
+                    ClientAuth = ReadClientAuth(site.GetSection("clientAuth"), path + ":clientAuth"),
+                    Hsts = ReadHsts(site.GetSection("hsts"), path + ":hsts"),
+                });
             }
 
             var errors = new List<ValidationError>();
@@ -543,6 +550,59 @@ public sealed class GatehouseConfiguration
             }
 
             return result;
+        }
+
+        private string _configDirectory = Directory.GetCurrentDirectory();
+
+        /// <summary>A site's <c>clientAuth</c> map; <c>caFile</c> (relative to the config file) is read here, so the
+        /// store keeps the bundle itself and every instance sees the same one.</summary>
+        private ClientAuthDraft? ReadClientAuth(IConfigurationSection section, string path)
+        {
+            if (!section.Exists())
+            {
+                return null;
+            }
+
+            CheckKnownKeys(section, ClientAuthKeys, path + ":");
+            string? ca = section["ca"];
+            var caKey = "ca";
+            if (section["caFile"] is { } caFile)
+            {
+                caKey = "caFile";
+                if (ca is not null)
+                {
+                    Error(path + ":caFile", "give the client CA bundle once: ca (PEM) or caFile, not both");
+                }
+
+                try
+                {
+                    ca = File.ReadAllText(Path.GetFullPath(caFile, _configDirectory));
+                }
+                catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or ArgumentException or NotSupportedException)
+                {
+                    Error(path + ":caFile", $"'{caFile}' cannot be read: {ex.Message}");
+                    ca = null;
+                }
+            }
+
+            return new ClientAuthDraft(section["mode"], ca, List(section, "allowedSubjects"), List(section, "allowedSans"), List(section, "requiredPaths"), caKey);
+        }
+
+        /// <summary>A site's <c>hsts</c>: <c>off</c>, <c>on</c>, or a map.</summary>
+        private HstsDraft? ReadHsts(IConfigurationSection section, string path)
+        {
+            if (!section.Exists())
+            {
+                return null;
+            }
+
+            if (section.Value is { } scalar)
+            {
+                return new HstsDraft(scalar);
+            }
+
+            CheckKnownKeys(section, HstsKeys, path + ":");
+            return new HstsDraft(null, section["maxAge"], section["includeSubdomains"], section["preload"]);
         }
 
         private static List<string?> List(IConfigurationSection section, string key)

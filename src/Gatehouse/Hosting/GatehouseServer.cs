@@ -201,7 +201,8 @@ public sealed class GatehouseServer : IAsyncDisposable
         services.AddSingleton(sp => new PassthroughRelay(new PassthroughOptions { IdleTimeout = options.Edge.PassthroughIdleTimeout }, time, sp.GetRequiredService<ILogger<PassthroughRelay>>()));
         services.AddSingleton(sp => new SniGate(
             sp.GetRequiredService<CertificateCache>(), sp.GetRequiredService<ILogger<SniGate>>(), options.Edge.HandshakeTimeout, sp.GetRequiredService<TlsAlpnResponder>(),
-            routes, sp.GetRequiredService<PassthroughRelay>(), options.Edge.DefaultSite));
+            routes, sp.GetRequiredService<PassthroughRelay>(), sp.GetRequiredService<SiteTlsPolicies>(), options.Edge.DefaultSite));
+        services.AddSingleton<SiteTlsPolicies>();
         services.AddReverseProxy();
 
         // YARP registers Data Protection (for affinity cookies, unused here); keep its keys in memory so that no key
@@ -288,6 +289,8 @@ public sealed class GatehouseServer : IAsyncDisposable
         var challengeMirror = _app.Services.GetRequiredService<StoreMirror<TlsAlpnChallengeRecord>>();
         challengeMirror.Subscribe(_app.Services.GetRequiredService<TlsAlpnResponder>().Apply);
         _background.Add(challengeMirror.RunAsync(_stopping.Token));
+        var tlsPolicies = _app.Services.GetRequiredService<SiteTlsPolicies>();
+        siteMirror.Subscribe(tlsPolicies.Apply);
         siteMirror.Subscribe(routes.Apply);
         certificateMirror.Subscribe(Cache.Apply);
         _background.Add(siteMirror.RunAsync(_stopping.Token));
@@ -311,6 +314,7 @@ public sealed class GatehouseServer : IAsyncDisposable
         _app.MapWhen(c => Role(c) == ListenerRole.Http, branch => branch.Run(plainHttp.HandleAsync));
         _app.MapWhen(c => Role(c) == ListenerRole.Welcome, branch => branch.Run(WelcomeBackend.HandleAsync));
         _app.Use((context, next) => EdgeMiddleware.RequireHostOfNegotiatedSite(context, next, routes));
+        _app.Use((context, next) => SiteTlsMiddleware.ApplyAsync(context, next, tlsPolicies));
         _app.UseRouting();
         var proxyState = _app.Services.GetRequiredService<IProxyStateLookup>();
         _app.MapReverseProxy(proxy =>

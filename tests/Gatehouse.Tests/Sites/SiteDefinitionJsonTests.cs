@@ -24,5 +24,22 @@ public sealed class SiteDefinitionJsonTests
         Assert.True(site.SameAs(CoreJson.Deserialize<SiteDefinition>(Entry(json))));
     }
 
+    [Fact]
+    public void Serialize_SiteWithClientAuthAndHsts_RoundTripsWithoutDerivedFields()
+    {
+        var site = new SiteDefinition
+        {
+            Id = "m.example", Hosts = ["m.example"], Backends = ["http://10.0.0.1"],
+            ClientAuth = new ClientAuthPolicy { Mode = ClientAuthMode.Optional, CaPem = "-----BEGIN CERTIFICATE-----\nAA==\n-----END CERTIFICATE-----\n", AllowedSans = ["dns:a.example"], RequiredPaths = ["/admin"] },
+            Hsts = new HstsPolicy { MaxAgeSeconds = 600, IncludeSubdomains = true },
+        };
+        var json = Encoding.UTF8.GetString(CoreJson.Serialize(site));
+        Assert.Contains("\"mode\":\"Optional\"", json, StringComparison.Ordinal);
+        Assert.DoesNotContain("headerValue", json, StringComparison.Ordinal);
+        var read = CoreJson.Deserialize<SiteDefinition>(Entry(json));
+        Assert.True(site.SameAs(read));
+        Assert.Equal("max-age=600; includeSubDomains", read.Hsts!.HeaderValue);
+    }
+
     private static StoreEntry Entry(string json) => new("/gatehouse/v1/sites/x", Encoding.UTF8.GetBytes(json), 1, 1, 1, 0);
 }
