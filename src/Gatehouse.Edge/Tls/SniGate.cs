@@ -130,8 +130,9 @@ public sealed class SniGate(CertificateCache cache, ILogger<SniGate> logger, Tim
         // The mode switch. A passthrough site's connection goes to its backends before anything TLS-specific here,
         // acme-tls/1 included: its backends hold their own certificates and may answer their own challenges.
         // Modes that terminate TLS (offload; later re-encrypt, mutual TLS) continue below to the certificate.
-        // A client that sent no SNI (one that connects by IP address) is taken to ask for the default site, if any.
-        var name = hello.ServerName ?? defaultServerName;
+        // A client that sent no SNI (one that connects by IP address) is taken to ask for the default site, if any; so
+        // is one that sent an IP address, which RFC 6066 §3 does not allow as a name but some clients send anyway.
+        var name = hello.ServerName is { } sent && !IsAddressLiteral(sent) ? sent : defaultServerName;
         if (name is { } requested && sites is not null && sites.TryMatchRoute(requested, out var route) && route.Passthrough is { } relayed)
         {
             if (passthrough is null)
@@ -188,6 +189,11 @@ public sealed class SniGate(CertificateCache cache, ILogger<SniGate> logger, Tim
             : certificate.Feature);
         await next(connection);
     }
+
+    /// <summary>Whether an SNI value is an IPv4 or IPv6 literal rather than a host name.</summary>
+    private static bool IsAddressLiteral(string name) =>
+        name.Length > 0 && (char.IsAsciiDigit(name[0]) || name[0] is ':' or '[')
+        && (name.Contains(':', StringComparison.Ordinal) || System.Net.IPAddress.TryParse(name, out var address) && address.ToString() == name);
 
     /// <summary>How many bytes to wait for before parsing: the whole first record once its header is in, so a client
     /// that sends its hello in small pieces does not cost a parse per piece.</summary>
