@@ -260,7 +260,7 @@ internal sealed class HaproxyTerminator(BenchContext context, int count) : Termi
         await File.WriteAllTextAsync(Path.Combine(Directory, "haproxy.cfg"), $$"""
             global
                 nbthread 1
-                maxconn 20000
+                maxconn 8000
                 stats socket {{Socket}} mode 600 level admin expose-fd listeners
                 ssl-default-bind-options ssl-min-ver TLSv1.2
             defaults
