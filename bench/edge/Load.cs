@@ -78,7 +78,7 @@ internal sealed record Settings
             H2Conns = Int("H2_CONNS", 16, 1, 1000),
             H2Streams = Int("H2_STREAMS", 10, 1, 1000),
             HsConns = Int("HS_CONNS", 32, 1, 1000),
-            Changes = Int("CHANGES", 5, 1, 100),
+            Changes = Int("CHANGES", 3, 1, 100),
             ChangeLimit = Int("CHANGE_LIMIT", 120, 1, 600),
             PollMs = Int("POLL_MS", 5, 1, 1000),
             ReadyTimeout = Int("READY_TIMEOUT", 900, 5, 3600),

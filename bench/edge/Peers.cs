@@ -554,6 +554,21 @@ internal static class ProcTree
     /// <summary>utime + stime of the process and its descendants, seconds.</summary>
     public static double CpuSeconds(int root) => Pids(root).Sum(ProcStats.CpuSeconds);
 
+    /// <summary>Pss of /proc/PID/smaps_rollup summed over the process and its descendants, MiB: shared pages divided
+    /// among the processes that map them (nginx's and HAProxy's master and worker share most of their certificates).</summary>
+    public static double PssMiB(int root) => Pids(root).Sum(pid =>
+    {
+        try
+        {
+            var line = File.ReadLines($"/proc/{pid}/smaps_rollup").FirstOrDefault(l => l.StartsWith("Pss:", StringComparison.Ordinal));
+            return line is null ? 0 : long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], CultureInfo.InvariantCulture);
+        }
+        catch (IOException)
+        {
+            return 0;
+        }
+    }) / 1024.0;
+
     /// <summary>VmRSS summed over the process and its descendants, MiB.</summary>
     public static double RssMiB(int root) => Pids(root).Sum(pid =>
     {

@@ -76,7 +76,7 @@ internal sealed class Results
             }
 
             var ratio = Ratio(table, line, refLine);
-            text.Append(CultureInfo.InvariantCulture, $" {(double.IsNaN(ratio) ? "—" : ratio.ToString("0.00", CultureInfo.InvariantCulture) + "×")} |");
+            text.Append(CultureInfo.InvariantCulture, $" {RatioText(ratio, table.Primary.HigherIsBetter)} |");
             text.AppendLine(CultureInfo.InvariantCulture, $" {(line.StartsWith("gatehouse", StringComparison.Ordinal) ? Verdict(table, line, refLine, lines) : "")} |");
         }
 
@@ -88,6 +88,19 @@ internal sealed class Results
         }
 
         return text.ToString();
+    }
+
+    /// <summary>"0.45×"; small ratios with three decimals, and for lower-is-better metrics (times, memory) also the
+    /// factor the other way round, e.g. "0.030× (1/33)".</summary>
+    private static string RatioText(double ratio, bool higherIsBetter)
+    {
+        if (double.IsNaN(ratio))
+        {
+            return "—";
+        }
+
+        var text = ratio.ToString(ratio < 0.1 ? "0.000" : "0.00", CultureInfo.InvariantCulture) + "×";
+        return !higherIsBetter && ratio > 0 && ratio < 0.5 ? text + $" (1/{(1 / ratio).ToString("0", CultureInfo.InvariantCulture)})" : text;
     }
 
     private double Ratio(Table table, string line, string? refLine)
