@@ -472,7 +472,7 @@ string Report()
             [new("per_s", "handshakes/s", "N0"), new("per_cpu_s", "handshakes per terminator CPU-s", "N0"), new("cores", "terminator cores used", "0.00"), new("cold", "first warm-up slice, per CPU-s", "N0")],
             new("per_cpu_s", "per CPU-s", "N0"), new("≥ 0.5× nginx", MinRatio: 0.5)),
         new("5", "5. Resident memory (VmRSS of all the terminator's processes, MiB) and start-up (process start → first handshake presenting the last name's certificate, s)",
-            [new("rss1", "RSS idle, 1 cert", "0.0", false), new("rss1_after", "RSS after rows 1–3, 1 cert", "0.0", false), new($"rss{settings.Certs}", $"RSS idle, {c} certs", "0.0", false),
+            [new("rss1", "RSS idle, 1 cert", "0.0", false), new("rss1_after", "RSS before stop (after rows 1–3 when run), 1 cert", "0.0", false), new($"rss{settings.Certs}", $"RSS idle, {c} certs", "0.0", false),
              new($"pss{settings.Certs}", $"PSS idle, {c} certs", "0.0", false), new("rss_rotated", $"RSS after row 4 ({c} certs used)", "0.0", false),
              new("pss_rotated", $"PSS after row 4", "0.0", false), new($"rss{settings.BigCerts}", $"RSS idle, {b} certs", "0.0", false), new($"pss{settings.BigCerts}", $"PSS idle, {b} certs", "0.0", false),
              new("start1", "start-up, 1 cert", "0.00", false), new($"start{settings.Certs}", $"start-up, {c} certs", "0.00", false), new($"start{settings.BigCerts}", $"start-up, {b} certs", "0.00", false)],

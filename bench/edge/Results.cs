@@ -52,6 +52,8 @@ internal sealed class Results
             return "";
         }
 
+        // columns nobody has a figure for (e.g. BIG_CERTS=0) are left out
+        table = table with { Metrics = [.. table.Metrics.Where(m => lines.Any(l => Get(table.Id, m.Key, l).Count > 0))] };
         var reference = table.Target?.Reference ?? "nginx";
         var text = new StringBuilder();
         text.AppendLine(CultureInfo.InvariantCulture, $"### {table.Title}");
