@@ -1,12 +1,22 @@
 // hsload: full-handshake load generator for bench/tls (Go standard library only).
 //
-// Every connection is a brand-new TLS 1.3 handshake. The tls.Config has no
+// By default every connection is a brand-new TLS 1.3 handshake. The tls.Config has no
 // ClientSessionCache, so the client never stores a ticket and its ClientHello
 // never carries a pre_shared_key extension: the server cannot resume, whatever
 // tickets it sends. Each connection is checked anyway: ConnectionState().Version
 // must be TLS 1.3 and DidResume must be false; violations are counted and the
 // harness fails the run if there are any. After the handshake the client sends
 // one "GET / HTTP/1.1" with "Connection: close", reads to EOF and counts 200s.
+//
+// -resume: the client keeps a session cache (one per connection loop, so each
+// loop resumes the session its previous connection got) and offers the ticket;
+// connections that did resume are counted in "reused", the others in "full";
+// the harness checks the share. The first connection of each loop is full.
+//
+// -names FILE: SNI rotates over the names in FILE (one per line), one name per
+// connection in turn; the Host header follows the SNI. Every connection checks
+// that the leaf the server presented names the SNI (exactly or by a wildcard)
+// and counts those that do not in "wrong_name".
 //
 // Bounded: -c connections in flight (closed loop), stops after -d or after -n
 // connections in total, whichever comes first. Prints one JSON line.
@@ -31,7 +41,9 @@ type result struct {
 	OK         int64   `json:"ok"`
 	Non200     int64   `json:"non200"`
 	Reused     int64   `json:"reused"`
+	Full       int64   `json:"full"`
 	NotTLS13   int64   `json:"not_tls13"`
+	WrongName  int64   `json:"wrong_name"`
 	Errors     int64   `json:"errors"`
 	Elapsed    float64 `json:"elapsed"`
 	Cipher     string  `json:"cipher"`
@@ -44,7 +56,28 @@ func main() {
 	conc := flag.Int("c", 16, "connections in flight")
 	dur := flag.Duration("d", 10*time.Second, "duration")
 	maxConns := flag.Int64("n", 10000000, "stop after this many connections in total")
+	resume := flag.Bool("resume", false, "keep a session cache per connection loop and resume")
+	namesFile := flag.String("names", "", "file with server names (one per line) to rotate the SNI over")
 	flag.Parse()
+	names := []string{*sni}
+	if *namesFile != "" {
+		data, err := os.ReadFile(*namesFile)
+		if err != nil {
+			os.Stderr.WriteString("hsload: " + err.Error() + "\n")
+			os.Exit(2)
+		}
+		names = names[:0]
+		for _, n := range strings.Split(string(data), "\n") {
+			if n = strings.TrimSpace(n); n != "" {
+				names = append(names, n)
+			}
+		}
+		if len(names) == 0 {
+			os.Stderr.WriteString("hsload: no names in " + *namesFile + "\n")
+			os.Exit(2)
+		}
+	}
+	var next uint64
 	if *conc < 1 || *conc > 1024 || *dur <= 0 || *dur > 10*time.Minute {
 		os.Stderr.WriteString("hsload: bad -c or -d\n")
 		os.Exit(2)
@@ -55,9 +88,12 @@ func main() {
 		InsecureSkipVerify: true, // the chain is checked by the harness with curl; CertificateVerify is still checked
 		MinVersion:         tls.VersionTLS13,
 		MaxVersion:         tls.VersionTLS13,
-		ClientSessionCache: nil, // no resumption: every handshake is a full one
+		ClientSessionCache: nil, // no resumption unless -resume: every handshake is a full one
 	}
-	req := []byte("GET / HTTP/1.1\r\nHost: " + *sni + "\r\nConnection: close\r\n\r\n")
+	reqs := make([][]byte, len(names))
+	for i, n := range names {
+		reqs[i] = []byte("GET / HTTP/1.1\r\nHost: " + n + "\r\nConnection: close\r\n\r\n")
+	}
 	dialer := &net.Dialer{Timeout: 5 * time.Second}
 
 	var res result
@@ -81,8 +117,15 @@ func main() {
 		go func() {
 			defer wg.Done()
 			buf := make([]byte, 32*1024)
+			loopCfg := cfg.Clone()
+			if *resume {
+				loopCfg.ClientSessionCache = tls.NewLRUClientSessionCache(len(names) + 1)
+			}
 			for time.Now().Before(deadline) && atomic.AddInt64(&started, 1) <= *maxConns {
-				c, err := tls.DialWithDialer(dialer, "tcp", *addr, cfg)
+				i := int((atomic.AddUint64(&next, 1) - 1) % uint64(len(names)))
+				name, req := names[i], reqs[i]
+				loopCfg.ServerName = name
+				c, err := tls.DialWithDialer(dialer, "tcp", *addr, loopCfg)
 				if err != nil {
 					fail(err)
 					time.Sleep(time.Millisecond)
@@ -93,6 +136,12 @@ func main() {
 				atomic.AddInt64(&res.Conns, 1)
 				if st.DidResume {
 					atomic.AddInt64(&res.Reused, 1)
+				} else {
+					atomic.AddInt64(&res.Full, 1)
+					// a resumed TLS 1.3 session carries no certificate; a full one must name the SNI
+					if len(st.PeerCertificates) == 0 || st.PeerCertificates[0].VerifyHostname(name) != nil {
+						atomic.AddInt64(&res.WrongName, 1)
+					}
 				}
 				if st.Version != tls.VersionTLS13 {
 					atomic.AddInt64(&res.NotTLS13, 1)
