@@ -28,11 +28,16 @@ internal static class SitesCommand
         var keyType = new Option<string?>("--key-type") { Description = "Certificate key type: ec256 (default), ec384, rsa2048, rsa3072, rsa4096." };
         var profile = new Option<string?>("--profile") { Description = "ACME certificate profile to ask for (when the CA offers profiles)." };
         var command = new Command("add", "Add a site; it is served within seconds (with its own certificate unless it is a passthrough site).") { hosts, backends, mode, proxyProtocol, issuers, keyType, profile };
+        var backendOptions = BackendOptions.AddTo(command);
         connection.AddTo(command);
         command.SetAction((parseResult, ct) => Run(async () =>
         {
             using var client = connection.CreateClient(parseResult);
-            var request = new AddSiteRequest(parseResult.GetValue(hosts), parseResult.GetValue(backends), parseResult.GetValue(issuers) is { Length: > 0 } i ? i : null, parseResult.GetValue(keyType), parseResult.GetValue(profile), parseResult.GetValue(mode), parseResult.GetValue(proxyProtocol));
+            var request = new AddSiteRequest(parseResult.GetValue(hosts), parseResult.GetValue(backends), parseResult.GetValue(issuers) is { Length: > 0 } i ? i : null, parseResult.GetValue(keyType), parseResult.GetValue(profile), parseResult.GetValue(mode), parseResult.GetValue(proxyProtocol))
+            {
+                BackendTls = backendOptions.Tls(parseResult),
+                HealthCheck = backendOptions.Health(parseResult),
+            };
             var body = await client.SendAsync(HttpMethod.Post, "/v1/sites", JsonSerializer.Serialize(request, AdminJson.Default.AddSiteRequest), ct);
             if (parseResult.GetValue(connection.Json))
             {
@@ -65,7 +70,7 @@ internal static class SitesCommand
             var table = new Table().AddColumns("Site", "Mode", "Hosts", "Backends", "Issuers", "Source");
             foreach (var site in JsonSerializer.Deserialize(body, AdminJson.Default.ListSiteView)!)
             {
-                var siteMode = site.ProxyProtocol is "none" ? site.Mode : $"{site.Mode} (PROXY {site.ProxyProtocol})";
+                var siteMode = (site.ProxyProtocol is "none" ? site.Mode : $"{site.Mode} (PROXY {site.ProxyProtocol})") + BackendOptions.Describe(site);
                 table.AddRow(Markup.Escape(site.Id), Markup.Escape(siteMode), Markup.Escape(string.Join("\n", site.Hosts)), Markup.Escape(string.Join("\n", site.Backends)), Markup.Escape(site.Issuers.Count > 0 ? string.Join(", ", site.Issuers) : "-"), site.Source);
             }
 

@@ -31,7 +31,9 @@ public sealed class GatehouseConfiguration
     private static readonly string[] AdminKeys = ["address", "port"];
     private static readonly string[] LocalCaKeys = ["leafLifetime"];
     private static readonly string[] WelcomeKeys = ["port"];
-    private static readonly string[] SiteKeys = ["hosts", "backends", "mode", "proxyProtocol", "issuers", "keyType", "profile"];
+    private static readonly string[] SiteKeys = ["hosts", "backends", "mode", "proxyProtocol", "issuers", "keyType", "profile", "backendTls", "healthCheck"];
+    private static readonly string[] BackendTlsKeys = ["ca", "caFile", "serverName", "sni"];
+    private static readonly string[] HealthCheckKeys = ["path", "interval", "timeout", "unhealthyAfter", "healthyAfter", "passive", "reactivateAfter"];
 
     private readonly string? _configPath;
     private readonly string[] _overrides;
@@ -148,7 +150,7 @@ public sealed class GatehouseConfiguration
                 LockTtl = Span("certificates:lockTtl", TimeSpan.FromSeconds(15), TimeSpan.FromSeconds(2), TimeSpan.FromMinutes(5)),
                 WelcomePort = welcome.Exists() ? Port("welcome:port", 8090) : null,
                 LogLevel = ReadLogLevel(),
-                Sites = ReadSites(new HashSet<string>(acmeIssuers.Select(i => i.Name).Append(LocalCertificateAuthority.IssuerName), StringComparer.Ordinal)),
+                Sites = ReadSites(new HashSet<string>(acmeIssuers.Select(i => i.Name).Append(LocalCertificateAuthority.IssuerName), StringComparer.Ordinal), configPath),
             };
 
             var ports = new List<(string Key, int Port)> { ("edge:httpsPort", options.Edge.HttpsPort), ("edge:httpPort", options.Edge.HttpPort), ("admin:port", options.Admin.Port) };
@@ -507,7 +509,7 @@ public sealed class GatehouseConfiguration
             }
         }
 
-        private IReadOnlyList<(SiteDefinition, string)> ReadSites(IReadOnlySet<string> issuerNames)
+        private IReadOnlyList<(SiteDefinition, string)> ReadSites(IReadOnlySet<string> issuerNames, string? configPath = null)
         {
             var drafts = new List<SiteValidator.Draft>();
             foreach (var site in root.GetSection("sites").GetChildren().OrderBy(s => int.TryParse(s.Key, CultureInfo.InvariantCulture, out var i) ? i : int.MaxValue))
@@ -520,7 +522,8 @@ public sealed class GatehouseConfiguration
                 }
 
                 CheckKnownKeys(site, SiteKeys, path + ":");
-                drafts.Add(new SiteValidator.Draft(path, List(site, "hosts"), List(site, "backends"), List(site, "issuers"), site["keyType"], site["profile"], site["mode"], site["proxyProtocol"]));
+                drafts.Add(new SiteValidator.Draft(path, List(site, "hosts"), List(site, "backends"), List(site, "issuers"), site["keyType"], site["profile"], site["mode"], site["proxyProtocol"],
+                    ReadBackendTls(site.GetSection("backendTls"), path + ":backendTls", configPath), ReadHealthCheck(site.GetSection("healthCheck"), path + ":healthCheck")));
             }
 
             var errors = new List<ValidationError>();
@@ -542,6 +545,61 @@ public sealed class GatehouseConfiguration
             }
 
             return result;
+        }
+
+        /// <summary>A site's <c>backendTls</c>: the CA bundle inline (<c>ca</c>) or from a file read now (<c>caFile</c>,
+        /// relative to the config file), the name to verify and the SNI. A client certificate is refused here: its key
+        /// would sit in a file in plaintext, so it goes through the admin API, which seals it.</summary>
+        private BackendTlsDraft? ReadBackendTls(IConfigurationSection section, string path, string? configPath)
+        {
+            if (!section.Exists())
+            {
+                return null;
+            }
+
+            foreach (var key in new[] { "clientCertificate", "clientCertFile", "clientKey", "clientKeyFile" })
+            {
+                if (section[key] is not null)
+                {
+                    Error($"{path}:{key}", "a backend client certificate is not read from the config file (its private key would be stored in plaintext there); add the site with `gatehouse sites add ... --backend-client-cert FILE --backend-client-key FILE` (or POST /v1/sites), which seals the key in the store");
+                }
+            }
+
+            CheckKnownKeys(section, [.. BackendTlsKeys, "clientCertificate", "clientCertFile", "clientKey", "clientKeyFile"], path + ":");
+            string? ca = section["ca"];
+            var field = "ca";
+            if (section["caFile"] is { Length: > 0 } caFile)
+            {
+                field = "caFile";
+                if (ca is not null)
+                {
+                    Error(path, "give the CA bundle once: ca (PEM text) or caFile (a file), not both");
+                }
+
+                var full = Path.GetFullPath(caFile, configPath is null ? Directory.GetCurrentDirectory() : Path.GetDirectoryName(configPath)!);
+                try
+                {
+                    ca = File.ReadAllText(full);
+                }
+                catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+                {
+                    Error($"{path}:caFile", $"cannot read '{full}': {ex.Message}");
+                    ca = null;
+                }
+            }
+
+            return new BackendTlsDraft(ca, section["serverName"], section["sni"], CaField: field);
+        }
+
+        private HealthCheckDraft? ReadHealthCheck(IConfigurationSection section, string path)
+        {
+            if (!section.Exists())
+            {
+                return null;
+            }
+
+            CheckKnownKeys(section, HealthCheckKeys, path + ":");
+            return new HealthCheckDraft(section["path"], section["interval"], section["timeout"], section["unhealthyAfter"], section["healthyAfter"], section["passive"], section["reactivateAfter"]);
         }
 
         private static List<string?> List(IConfigurationSection section, string key)

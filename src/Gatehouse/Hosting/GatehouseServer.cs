@@ -199,6 +199,10 @@ public sealed class GatehouseServer : IAsyncDisposable
             sp.GetRequiredService<CertificateCache>(), sp.GetRequiredService<ILogger<SniGate>>(), options.Edge.HandshakeTimeout, sp.GetRequiredService<TlsAlpnResponder>(),
             routes, sp.GetRequiredService<PassthroughRelay>()));
         services.AddReverseProxy();
+        // Re-encrypt sites' backend TLS (SNI, CA bundle, client certificate) and the active health policy with both
+        // thresholds; see Edge/Routing/BackendHttpClientFactory.cs and BackendHealthPolicy.cs.
+        services.AddSingleton<Yarp.ReverseProxy.Forwarder.IForwarderHttpClientFactory>(sp => new BackendHttpClientFactory(routes, cipher, sp.GetRequiredService<ILoggerFactory>()));
+        services.AddSingleton<Yarp.ReverseProxy.Health.IActiveHealthCheckPolicy, BackendHealthPolicy>();
 
         // YARP registers Data Protection (for affinity cookies, unused here); keep its keys in memory so that no key
         // is ever written to disk in plaintext.
@@ -295,6 +299,7 @@ public sealed class GatehouseServer : IAsyncDisposable
             () => siteMirror.Loaded.IsCompleted && certificateMirror.Loaded.IsCompleted && Cache.GetInternal(AdminCertificateId) is not null)
         {
             AcmeIssuers = _app.Services.GetRequiredService<List<AcmeIssuer>>().ToDictionary(i => i.Name, StringComparer.Ordinal),
+            Cipher = _app.Services.GetRequiredService<EnvelopeCipher>(),
         };
         var plainHttp = new PlainHttpResponder(_store, Options.Edge.PublicHttpsPort ?? Options.Edge.HttpsPort);
 
