@@ -272,6 +272,9 @@ internal static partial class BackendLog
     [LoggerMessage(EventId = 5703, Level = LogLevel.Error, Message = "Site {SiteId}: the backend TLS settings cannot be used, every request gets 502: {Reason}")]
     public static partial void SettingsUnusable(ILogger logger, string siteId, string reason);
 
+    [LoggerMessage(EventId = 5704, Level = LogLevel.Warning, Message = "Site {SiteId}: request to backend {Backend} failed ({Error}): {Reason}")]
+    public static partial void ProxyFailed(ILogger logger, string siteId, string backend, string error, string reason);
+
     [LoggerMessage(EventId = 5801, Level = LogLevel.Warning, Message = "Site {SiteId}: backend {Backend} is unhealthy after {Failures} failed health checks: {Reason}")]
     public static partial void BackendUnhealthy(ILogger logger, string siteId, string backend, int failures, string reason);
 

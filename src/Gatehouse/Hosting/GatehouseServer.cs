@@ -66,6 +66,7 @@ public sealed class GatehouseServer : IAsyncDisposable
         builder.Logging.SetMinimumLevel(options.LogLevel);
         builder.Logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
         builder.Logging.AddFilter("Yarp", LogLevel.Warning);
+        builder.Logging.AddFilter("Yarp.ReverseProxy.Forwarder.HttpForwarder", LogLevel.Error); // BackendErrorLog says it in one line
         builder.Logging.AddFilter("Microsoft.AspNetCore.DataProtection", LogLevel.Error); // keys live in memory only
         builder.Logging.AddFilter("Microsoft.Hosting.Lifetime", LogLevel.Warning);
         if (configureLogging is null)
@@ -314,10 +315,12 @@ public sealed class GatehouseServer : IAsyncDisposable
         _app.Use((context, next) => EdgeMiddleware.RequireHostOfNegotiatedSite(context, next, routes));
         _app.UseRouting();
         var proxyState = _app.Services.GetRequiredService<IProxyStateLookup>();
+        var backendErrors = new BackendErrorLog(_app.Services.GetRequiredService<ILogger<BackendErrorLog>>());
         _app.MapReverseProxy(proxy =>
         {
             proxy.Use((context, next) => EdgeMiddleware.RouteToSite(context, next, routes, proxyState));
             proxy.Use(EdgeMiddleware.DescribeProxyErrors);
+            proxy.Use(backendErrors.InvokeAsync);
             proxy.UseLoadBalancing();
             proxy.UsePassiveHealthChecks();
         });
