@@ -15,8 +15,8 @@ internal static class BackendHealth
 
     private static readonly HealthCheckConfig DefaultConfig = Build(Defaults);
 
-    /// <summary>Active checks when a path is set; passive detection (YARP's TransportFailureRate: at least 10 requests
-    /// in 60 s with 30 % transport failures) unless turned off.</summary>
+    /// <summary>Active checks when a path is set; passive detection (<see cref="BackendFailurePolicy"/>) unless turned
+    /// off.</summary>
     public static HealthCheckConfig ConfigOf(BackendHealthCheck? check) => check is null || check == Defaults ? DefaultConfig : Build(check);
 
     /// <summary>The cluster metadata: the active policy's thresholds, and a fingerprint of the backend TLS settings
@@ -41,6 +41,14 @@ internal static class BackendHealth
 
         return metadata;
     }
+
+    /// <summary>The YARP destination id of a site's <paramref name="index"/>th backend. A re-encrypt site's ids carry
+    /// its TLS fingerprint: a backend that failed verification (and was taken out) starts afresh, with no health
+    /// state, when the settings change.</summary>
+    public static string DestinationId(int index, IReadOnlyDictionary<string, string>? metadata) =>
+        metadata is not null && metadata.TryGetValue(BackendHttpClientFactory.TlsMetadataKey, out var fingerprint)
+            ? $"backend-{index.ToString(CultureInfo.InvariantCulture)}-{fingerprint[..12]}"
+            : $"backend-{index.ToString(CultureInfo.InvariantCulture)}";
 
     public static bool SameMetadata(IReadOnlyDictionary<string, string>? a, IReadOnlyDictionary<string, string>? b)
     {
@@ -76,6 +84,9 @@ internal static class BackendHealth
 
         return new HealthCheckConfig
         {
+            // YARP's default (HealthyOrPanic) would send requests to backends known to be down once all are; the
+            // client gets 503 instead.
+            AvailableDestinationsPolicy = HealthCheckConstants.AvailableDestinations.HealthyAndUnknown,
             Active = check.Path is null ? null : new ActiveHealthCheckConfig
             {
                 Enabled = true,
@@ -88,7 +99,7 @@ internal static class BackendHealth
             Passive = new PassiveHealthCheckConfig
             {
                 Enabled = check.Passive,
-                Policy = HealthCheckConstants.PassivePolicy.TransportFailureRate,
+                Policy = BackendFailurePolicy.PolicyName,
                 ReactivationPeriod = check.ReactivateAfter,
             },
         };

@@ -107,13 +107,13 @@ public sealed class SiteRoutes : IProxyConfigProvider
                 reencrypt[site.Id] = site;
             }
 
-            if (!previous.ClustersById.TryGetValue(site.Id, out var cluster) || !SameBackends(cluster, site)
+            if (!previous.ClustersById.TryGetValue(site.Id, out var cluster) || !SameBackends(cluster, site, metadata)
                 || !Equals(cluster.HealthCheck, health) || !BackendHealth.SameMetadata(cluster.Metadata, metadata))
             {
                 var destinations = new Dictionary<string, DestinationConfig>(StringComparer.Ordinal);
                 for (var i = 0; i < site.Backends.Count; i++)
                 {
-                    destinations[$"backend-{i}"] = new DestinationConfig { Address = site.Backends[i] };
+                    destinations[BackendHealth.DestinationId(i, metadata)] = new DestinationConfig { Address = site.Backends[i] };
                 }
 
                 cluster = new ClusterConfig { ClusterId = site.Id, LoadBalancingPolicy = LoadBalancingPolicies.RoundRobin, Destinations = destinations, HealthCheck = health, Metadata = metadata };
@@ -132,7 +132,7 @@ public sealed class SiteRoutes : IProxyConfigProvider
         previous.Changed.Cancel();
     }
 
-    private static bool SameBackends(ClusterConfig cluster, SiteDefinition site)
+    private static bool SameBackends(ClusterConfig cluster, SiteDefinition site, IReadOnlyDictionary<string, string>? metadata)
     {
         var destinations = cluster.Destinations!;
         if (destinations.Count != site.Backends.Count)
@@ -142,7 +142,7 @@ public sealed class SiteRoutes : IProxyConfigProvider
 
         for (var i = 0; i < site.Backends.Count; i++)
         {
-            if (!destinations.TryGetValue($"backend-{i}", out var destination) || destination.Address != site.Backends[i])
+            if (!destinations.TryGetValue(BackendHealth.DestinationId(i, metadata), out var destination) || destination.Address != site.Backends[i])
             {
                 return false;
             }

@@ -67,6 +67,8 @@ public sealed class GatehouseServer : IAsyncDisposable
         builder.Logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
         builder.Logging.AddFilter("Yarp", LogLevel.Warning);
         builder.Logging.AddFilter("Yarp.ReverseProxy.Forwarder.HttpForwarder", LogLevel.Error); // BackendErrorLog says it in one line
+        builder.Logging.AddFilter("Yarp.ReverseProxy.LoadBalancing.LoadBalancingMiddleware", LogLevel.Error); // 503 "no backend available": per request
+        builder.Logging.AddFilter("Yarp.ReverseProxy.Forwarder.ForwarderMiddleware", LogLevel.Error);
         builder.Logging.AddFilter("Microsoft.AspNetCore.DataProtection", LogLevel.Error); // keys live in memory only
         builder.Logging.AddFilter("Microsoft.Hosting.Lifetime", LogLevel.Warning);
         if (configureLogging is null)
@@ -200,10 +202,11 @@ public sealed class GatehouseServer : IAsyncDisposable
             sp.GetRequiredService<CertificateCache>(), sp.GetRequiredService<ILogger<SniGate>>(), options.Edge.HandshakeTimeout, sp.GetRequiredService<TlsAlpnResponder>(),
             routes, sp.GetRequiredService<PassthroughRelay>()));
         services.AddReverseProxy();
-        // Re-encrypt sites' backend TLS (SNI, CA bundle, client certificate) and the active health policy with both
-        // thresholds; see Edge/Routing/BackendHttpClientFactory.cs and BackendHealthPolicy.cs.
+        // Re-encrypt sites' backend TLS (SNI, CA bundle, client certificate), the active health policy with both
+        // thresholds and the passive one; see Edge/Routing/BackendHttpClientFactory.cs, BackendHealthPolicy.cs.
         services.AddSingleton<Yarp.ReverseProxy.Forwarder.IForwarderHttpClientFactory>(sp => new BackendHttpClientFactory(routes, cipher, sp.GetRequiredService<ILoggerFactory>()));
         services.AddSingleton<Yarp.ReverseProxy.Health.IActiveHealthCheckPolicy, BackendHealthPolicy>();
+        services.AddSingleton<Yarp.ReverseProxy.Health.IPassiveHealthCheckPolicy, BackendFailurePolicy>();
 
         // YARP registers Data Protection (for affinity cookies, unused here); keep its keys in memory so that no key
         // is ever written to disk in plaintext.
@@ -315,6 +318,7 @@ public sealed class GatehouseServer : IAsyncDisposable
         _app.Use((context, next) => EdgeMiddleware.RequireHostOfNegotiatedSite(context, next, routes));
         _app.UseRouting();
         var proxyState = _app.Services.GetRequiredService<IProxyStateLookup>();
+        var backendFailures = _app.Services.GetServices<Yarp.ReverseProxy.Health.IPassiveHealthCheckPolicy>().OfType<BackendFailurePolicy>().Single();
         var backendErrors = new BackendErrorLog(_app.Services.GetRequiredService<ILogger<BackendErrorLog>>());
         _app.MapReverseProxy(proxy =>
         {
@@ -322,7 +326,7 @@ public sealed class GatehouseServer : IAsyncDisposable
             proxy.Use(EdgeMiddleware.DescribeProxyErrors);
             proxy.Use(backendErrors.InvokeAsync);
             proxy.UseLoadBalancing();
-            proxy.UsePassiveHealthChecks();
+            proxy.Use((context, next) => backendFailures.InvokeAsync(context, next, proxyState));
         });
 
         if (configuration?.ConfigPath is not null)

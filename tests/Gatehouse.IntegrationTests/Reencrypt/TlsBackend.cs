@@ -59,14 +59,15 @@ public sealed class TlsBackend : IAsyncDisposable
         set => _healthStatus = value;
     }
 
-    public static async Task<TlsBackend> StartAsync(string name, X509Certificate2 certificate, X509Certificate2? requireClientCertificateFrom = null)
+    /// <summary>Starts on <paramref name="port"/> (a free one when null).</summary>
+    public static async Task<TlsBackend> StartAsync(string name, X509Certificate2 certificate, X509Certificate2? requireClientCertificateFrom = null, int? port = null)
     {
-        var port = Ports.Free();
+        var chosenPort = port ?? Ports.Free();
         var builder = WebApplication.CreateSlimBuilder();
         builder.Logging.ClearProviders();
         TlsBackend? backend = null;
         var context = SslStreamCertificateContext.Create(certificate, null, offline: true);
-        builder.WebHost.ConfigureKestrel(kestrel => kestrel.Listen(IPAddress.Loopback, port, listen => listen.UseHttps(new TlsHandshakeCallbackOptions
+        builder.WebHost.ConfigureKestrel(kestrel => kestrel.Listen(IPAddress.Loopback, chosenPort, listen => listen.UseHttps(new TlsHandshakeCallbackOptions
         {
             OnConnection = connection =>
             {
@@ -128,7 +129,7 @@ public sealed class TlsBackend : IAsyncDisposable
             await JsonSerializer.SerializeAsync(http.Response.Body, seen);
         });
         await app.StartAsync();
-        backend = new TlsBackend(app, name, port);
+        backend = new TlsBackend(app, name, chosenPort);
         return backend;
     }
 
