@@ -242,7 +242,7 @@ public static class BackendSettingsValidator
             errors.Add(new(path, "only ECDSA and RSA client keys are supported"));
             return null;
         }
-        catch (CryptographicException)
+        catch (Exception ex) when (ex is CryptographicException or ArgumentException)
         {
             // The exception's text is not quoted: it can only say "malformed" or "does not match", never more.
             errors.Add(new(path, "not a PEM private key of the client certificate (unreadable, or it does not match the certificate's public key)"));

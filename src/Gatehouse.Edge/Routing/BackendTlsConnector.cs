@@ -81,7 +81,7 @@ internal sealed class BackendTlsConnector
 
             return new BackendTlsConnector(site.Id, trust, tls.ServerName, tls.Sni, client, null, logger);
         }
-        catch (CryptographicException ex)
+        catch (Exception ex) when (ex is CryptographicException or ArgumentException)
         {
             // EnvelopeAuthenticationException names the record, never key material.
             BackendLog.SettingsUnusable(logger, site.Id, ex.Message);
