@@ -154,6 +154,32 @@ public sealed class ReencryptTests : IAsyncLifetime
         Assert.Empty(findings);
     }
 
+    [Fact]
+    public async Task AdminApi_BadBackendSettings_400WithEveryPath_NothingChanges()
+    {
+        await StartGatehouseAsync("[]");
+        using var client = _otherCa.IssueServer(["x.test"]);
+        using var otherKey = System.Security.Cryptography.ECDsa.Create();
+        using var admin = Gatehouse.AdminClient();
+        var response = await admin.PostAsync("v1/sites", JsonContent.Create(new
+        {
+            hosts = new[] { "bad.test" },
+            backends = new[] { "http://127.0.0.1:1" },
+            mode = "reencrypt",
+            backendTls = new { ca = "not pem", sni = "127.0.0.1", clientCertificate = client.ExportCertificatePem(), clientKey = otherKey.ExportPkcs8PrivateKeyPem() },
+            healthCheck = new { path = "healthz", interval = "1h", unhealthyAfter = 0 },
+        }));
+        var problem = await response.Content.ReadAsStringAsync();
+        Assert.Equal(400, (int)response.StatusCode);
+        foreach (var path in new[] { "site:backends:0", "site:backendTls:ca", "site:backendTls:sni", "site:backendTls:clientKey", "site:healthCheck:path", "site:healthCheck:interval", "site:healthCheck:unhealthyAfter" })
+        {
+            Assert.Contains($"\"path\":\"{path}\"", problem, StringComparison.Ordinal);
+        }
+
+        Assert.DoesNotContain("PRIVATE KEY", problem, StringComparison.Ordinal);
+        Assert.Equal(0, (await admin.GetFromJsonAsync<JsonElement>("v1/sites")).GetArrayLength());
+    }
+
     public async Task DisposeAsync()
     {
         if (_gatehouse is not null)
