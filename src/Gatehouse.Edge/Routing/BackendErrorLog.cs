@@ -26,10 +26,12 @@ internal sealed class BackendErrorLog(ILogger<BackendErrorLog> logger)
 
         var proxy = context.GetReverseProxyFeature();
         var backend = proxy.ProxiedDestination?.Model.Config.Address ?? "(none)";
-        if (error.Exception is HttpRequestException { HttpRequestError: HttpRequestError.SecureConnectionError } tls
-            && tls.Message.StartsWith("site ", StringComparison.Ordinal))
+        for (var inner = error.Exception; inner is not null; inner = inner.InnerException)
         {
-            return;
+            if (inner is BackendTlsException)
+            {
+                return;
+            }
         }
 
         var now = DateTime.UtcNow;

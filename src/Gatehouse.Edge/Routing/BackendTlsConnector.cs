@@ -97,7 +97,7 @@ internal sealed class BackendTlsConnector
         var backend = endpoint.Host.Contains(':', StringComparison.Ordinal) ? $"https://[{endpoint.Host}]:{endpoint.Port}" : $"https://{endpoint.Host}:{endpoint.Port}";
         if (_unusable is not null)
         {
-            throw new HttpRequestException(HttpRequestError.SecureConnectionError, $"site {_siteId}: the backend TLS settings cannot be used: {_unusable}");
+            throw new BackendTlsException($"site {_siteId}: the backend TLS settings cannot be used: {_unusable}", null);
         }
 
         var socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
@@ -136,12 +136,12 @@ internal sealed class BackendTlsConnector
             if (verification.Failure is { } failure)
             {
                 LogOnce(backend, failure, () => BackendLog.VerificationFailed(_logger, _siteId, backend, failure));
-                throw new HttpRequestException(HttpRequestError.SecureConnectionError, $"site {_siteId}: backend {backend} failed TLS verification: {failure}", ex);
+                throw new BackendTlsException($"site {_siteId}: backend {backend} failed TLS verification: {failure}", ex);
             }
 
             var reason = ex.InnerException is { } inner ? $"{ex.Message} ({inner.Message})" : ex.Message;
             LogOnce(backend, reason, () => BackendLog.HandshakeFailed(_logger, _siteId, backend, reason));
-            throw new HttpRequestException(HttpRequestError.SecureConnectionError, $"site {_siteId}: TLS handshake with backend {backend} failed: {reason}", ex);
+            throw new BackendTlsException($"site {_siteId}: TLS handshake with backend {backend} failed: {reason}", ex);
         }
     }
 
@@ -239,6 +239,10 @@ internal sealed class BackendTlsConnector
         }
     }
 }
+
+/// <summary>A TLS failure toward a re-encrypt backend, already logged by <see cref="BackendTlsConnector"/> with its
+/// reason (the handler wraps it in another <see cref="HttpRequestException"/>).</summary>
+internal sealed class BackendTlsException(string message, Exception? inner) : HttpRequestException(HttpRequestError.SecureConnectionError, message, inner);
 
 /// <summary>
 /// Wraps a re-encrypt site's handler: an https request goes to the handler as http to the same host and port (the
