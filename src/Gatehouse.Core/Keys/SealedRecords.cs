@@ -78,5 +78,15 @@ public static class SealedRecords
             });
         });
 
-    public static IReadOnlyList<SealedRecordKind> All { get; } = [LocalCa, Certificates, TlsAlpnChallenges, AcmeAccounts];
+    /// <summary>Sites whose backend client certificate has a sealed key (re-encrypt with mutual TLS to backends).</summary>
+    public static readonly SealedRecordKind Sites = new(
+        "site backend client key", StoreKeys.SitesPrefix,
+        entry => CoreJson.Deserialize<Gatehouse.Sites.SiteDefinition>(entry).BackendTls?.SealedClientKey is { } key ? [key] : [],
+        (entry, rewrap) =>
+        {
+            var site = CoreJson.Deserialize<Gatehouse.Sites.SiteDefinition>(entry);
+            return CoreJson.Serialize(site.BackendTls?.SealedClientKey is { } key ? site with { BackendTls = site.BackendTls with { SealedClientKey = rewrap(key) } } : site);
+        });
+
+    public static IReadOnlyList<SealedRecordKind> All { get; } = [LocalCa, Certificates, TlsAlpnChallenges, AcmeAccounts, Sites];
 }

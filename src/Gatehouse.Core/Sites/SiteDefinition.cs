@@ -41,13 +41,22 @@ public sealed record SiteDefinition
     /// API's are kept until removed through the API.</summary>
     public SiteSource Source { get; init; } = SiteSource.Api;
 
+    /// <summary>How a re-encrypt site's backends are verified (CA bundle, names, client certificate); null for the
+    /// system trust and the URLs' hosts, and for every other mode.</summary>
+    public BackendTls? BackendTls { get; init; }
+
+    /// <summary>Active health checks and passive failure detection of an HTTP site's backends; null for the defaults
+    /// (passive detection only).</summary>
+    public BackendHealthCheck? HealthCheck { get; init; }
+
     /// <summary>Value equality over the lists' contents (records compare lists by reference). A new field belongs
     /// here too, or a change of only that field is never written.</summary>
     public bool SameAs(SiteDefinition other) =>
         Id == other.Id && Source == other.Source && Mode == other.Mode && ProxyProtocol == other.ProxyProtocol
         && Hosts.SequenceEqual(other.Hosts) && Backends.SequenceEqual(other.Backends) && Issuers.SequenceEqual(other.Issuers)
         && KeyType == other.KeyType && Profile == other.Profile
-        && ClientAuthPolicy.Same(ClientAuth, other.ClientAuth) && Hsts == other.Hsts;
+        && ClientAuthPolicy.Same(ClientAuth, other.ClientAuth) && Hsts == other.Hsts
+        && BackendTls.Same(BackendTls, other.BackendTls) && HealthCheck == other.HealthCheck;
 }
 
 /// <summary>Where a site's definition comes from.</summary>

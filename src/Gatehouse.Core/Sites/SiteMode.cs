@@ -1,7 +1,7 @@
 namespace Gatehouse.Sites;
 
 /// <summary>
-/// How the edge handles a site's connections. Modes that terminate TLS at the edge (offload, later re-encrypt) get a
+/// How the edge handles a site's connections. Modes that terminate TLS at the edge (offload, re-encrypt) get a
 /// certificate and go through HTTP routing; modes that do not (passthrough) get neither. Stored by name, so new
 /// modes can join without renumbering.
 /// </summary>
@@ -13,6 +13,10 @@ public enum SiteMode
     /// <summary>The edge reads the ClientHello's SNI without terminating TLS and splices the TCP stream to the
     /// site's TCP backends, which present their own certificates.</summary>
     Passthrough,
+
+    /// <summary>The edge terminates TLS with the site's certificate and proxies over HTTPS to the site's https
+    /// backends, verifying their certificates (<see cref="SiteDefinition.BackendTls"/>).</summary>
+    Reencrypt,
 }
 
 /// <summary>The PROXY protocol header (HAProxy's proxy-protocol.txt) a passthrough site's backends get first.</summary>
@@ -42,6 +46,9 @@ public static class SiteModes
             case "PASSTHROUGH":
                 mode = SiteMode.Passthrough;
                 return true;
+            case "REENCRYPT" or "RE-ENCRYPT":
+                mode = SiteMode.Reencrypt;
+                return true;
             default:
                 return false;
         }
@@ -66,10 +73,11 @@ public static class SiteModes
         }
     }
 
-    /// <summary>The name a mode is written with (<c>offload</c>, <c>passthrough</c>).</summary>
+    /// <summary>The name a mode is written with (<c>offload</c>, <c>passthrough</c>, <c>reencrypt</c>).</summary>
     public static string Name(this SiteMode mode) => mode switch
     {
         SiteMode.Passthrough => "passthrough",
+        SiteMode.Reencrypt => "reencrypt",
         _ => "offload",
     };
 

@@ -18,14 +18,16 @@ public sealed record ValidationError(string Path, string Message)
 public static class SiteValidator
 {
     /// <summary>A site as given, before validation.</summary>
-    public sealed record Draft(string Path, IReadOnlyList<string?> Hosts, IReadOnlyList<string?> Backends, IReadOnlyList<string?> Issuers, string? KeyType = null, string? Profile = null, string? Mode = null, string? ProxyProtocol = null, ClientAuthDraft? ClientAuth = null, HstsDraft? Hsts = null);
+    public sealed record Draft(string Path, IReadOnlyList<string?> Hosts, IReadOnlyList<string?> Backends, IReadOnlyList<string?> Issuers, string? KeyType = null, string? Profile = null, string? Mode = null, string? ProxyProtocol = null, ClientAuthDraft? ClientAuth = null, HstsDraft? Hsts = null, BackendTlsDraft? BackendTls = null, HealthCheckDraft? HealthCheck = null);
 
     /// <summary>Validates <paramref name="drafts"/> together (a host may belong to one site only).</summary>
     /// <param name="drafts">The sites to check.</param>
     /// <param name="source">Where they come from.</param>
     /// <param name="knownIssuers">Issuer names that exist; <see langword="null"/> skips the check.</param>
     /// <param name="errors">Receives every error found.</param>
-    public static IReadOnlyList<SiteDefinition> Validate(IReadOnlyList<Draft> drafts, SiteSource source, IReadOnlySet<string>? knownIssuers, List<ValidationError> errors)
+    /// <param name="cipher">Seals a backend client key for its site's record; without it (the config file) a client
+    /// key is refused, since it would have to be stored in plaintext.</param>
+    public static IReadOnlyList<SiteDefinition> Validate(IReadOnlyList<Draft> drafts, SiteSource source, IReadOnlySet<string>? knownIssuers, List<ValidationError> errors, Keys.EnvelopeCipher? cipher = null)
     {
         var sites = new List<SiteDefinition>(drafts.Count);
         var owners = new Dictionary<string, string>(StringComparer.OrdinalIgnoreCase);
@@ -63,7 +65,7 @@ public static class SiteValidator
 
             if (!SiteModes.TryParseMode(draft.Mode, out var mode))
             {
-                errors.Add(new($"{draft.Path}:mode", $"'{draft.Mode}' is not a site mode (offload, passthrough)"));
+                errors.Add(new($"{draft.Path}:mode", $"'{draft.Mode}' is not a site mode (offload, reencrypt, passthrough)"));
             }
 
             if (!SiteModes.TryParseProxyProtocol(draft.ProxyProtocol, out var proxyProtocol))
@@ -88,7 +90,12 @@ public static class SiteValidator
                 var valid = mode == SiteMode.Passthrough
                     ? TryValidateTcpBackend(draft.Backends[i], out var backend, out var error)
                     : TryValidateBackend(draft.Backends[i], out backend, out error);
-                if (valid)
+                if (valid && mode == SiteMode.Reencrypt && !backend!.StartsWith("https://", StringComparison.Ordinal))
+                {
+                    // Re-encrypt means the second hop is TLS too; a plain backend would silently undo that.
+                    errors.Add(new($"{draft.Path}:backends:{i}", $"'{draft.Backends[i]}' is not https; a reencrypt site's backends are https URLs (use mode: offload for plain HTTP backends)"));
+                }
+                else if (valid)
                 {
                     backends.Add(backend!);
                 }
@@ -139,6 +146,20 @@ public static class SiteValidator
             var clientAuth = SiteTlsValidation.ValidateClientAuth(draft.ClientAuth, mode, $"{draft.Path}:clientAuth", errors, DateTimeOffset.UtcNow);
             var hsts = SiteTlsValidation.ValidateHsts(draft.Hsts, mode, $"{draft.Path}:hsts", errors);
 
+            var backendTls = BackendSettingsValidator.ValidateTls(draft.BackendTls, mode, draft.Path, errors, out var clientKey);
+            var healthCheck = BackendSettingsValidator.ValidateHealthCheck(draft.HealthCheck, mode, draft.Path, errors);
+            if (clientKey is not null && cipher is null)
+            {
+                errors.Add(new($"{draft.Path}:backendTls:clientKey", "a private key never goes in the config file; add this site through the admin API or `gatehouse sites add --backend-client-cert/--backend-client-key`, which seals the key in the store"));
+            }
+
+            if (errors.Count == before && clientKey is not null)
+            {
+                // Sealed for the record that holds it, so the ciphertext cannot be moved to another site.
+                backendTls = backendTls! with { SealedClientKey = cipher!.Seal(Storage.StoreKeys.Site(hosts[0]), clientKey) };
+            }
+
+            BackendSettingsValidator.Zero(ref clientKey);
             if (errors.Count == before)
             {
                 sites.Add(new SiteDefinition
@@ -153,6 +174,8 @@ public static class SiteValidator
                     ProxyProtocol = proxyProtocol,
                     ClientAuth = clientAuth,
                     Hsts = hsts,
+                    BackendTls = backendTls,
+                    HealthCheck = healthCheck,
                     Source = source,
                 });
             }

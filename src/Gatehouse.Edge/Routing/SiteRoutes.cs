@@ -37,7 +37,7 @@ public sealed class SiteRoutes : IProxyConfigProvider
 
     private static readonly ClusterConfig UnassignedCluster = new() { ClusterId = UnassignedClusterId, Destinations = new Dictionary<string, DestinationConfig>() };
 
-    private volatile Snapshot _current = new([EdgeRoute], [UnassignedCluster], new(StringComparer.Ordinal), new HostTable<RoutedSite>([]), new(StringComparer.Ordinal), new CancellationTokenSource());
+    private volatile Snapshot _current = new([EdgeRoute], [UnassignedCluster], new(StringComparer.Ordinal), new HostTable<RoutedSite>([]), new(StringComparer.Ordinal), new CancellationTokenSource()) { Reencrypt = new(StringComparer.Ordinal) };
 
     /// <summary>Finds the site that serves <paramref name="host"/>.</summary>
     public bool TryMatchSite(ReadOnlySpan<char> host, [System.Diagnostics.CodeAnalysis.MaybeNullWhen(false)] out SiteDefinition site)
@@ -54,6 +54,11 @@ public sealed class SiteRoutes : IProxyConfigProvider
 
     public IProxyConfig GetConfig() => _current;
 
+    /// <summary>Finds the re-encrypt site whose cluster is <paramref name="clusterId"/> (the site id), for the client
+    /// factory that sets up its backend TLS.</summary>
+    internal bool TryGetReencryptSite(string clusterId, [System.Diagnostics.CodeAnalysis.MaybeNullWhen(false)] out SiteDefinition site) =>
+        _current.Reencrypt.TryGetValue(clusterId, out site);
+
     /// <summary>Builds clusters and the host table for a snapshot of sites and swaps them in.</summary>
     public void Apply(MirrorSnapshot<SiteDefinition> snapshot)
     {
@@ -62,6 +67,7 @@ public sealed class SiteRoutes : IProxyConfigProvider
         var previous = _current;
         var passthrough = new Dictionary<string, PassthroughSite>(StringComparer.Ordinal);
         var byId = new Dictionary<string, ClusterConfig>(snapshot.Items.Count, StringComparer.Ordinal);
+        var reencrypt = new Dictionary<string, SiteDefinition>(StringComparer.Ordinal);
         foreach (var (_, item) in snapshot.Items)
         {
             var site = item.Value;
@@ -94,15 +100,23 @@ public sealed class SiteRoutes : IProxyConfigProvider
 
             // A site whose backends did not change keeps its cluster config instance, which YARP sees as unchanged
             // at once.
-            if (!previous.ClustersById.TryGetValue(site.Id, out var cluster) || !SameBackends(cluster, site))
+            var health = BackendHealth.ConfigOf(site.HealthCheck);
+            var metadata = BackendHealth.MetadataOf(site);
+            if (site.Mode == SiteMode.Reencrypt)
+            {
+                reencrypt[site.Id] = site;
+            }
+
+            if (!previous.ClustersById.TryGetValue(site.Id, out var cluster) || !SameBackends(cluster, site, metadata)
+                || !Equals(cluster.HealthCheck, health) || !BackendHealth.SameMetadata(cluster.Metadata, metadata))
             {
                 var destinations = new Dictionary<string, DestinationConfig>(StringComparer.Ordinal);
                 for (var i = 0; i < site.Backends.Count; i++)
                 {
-                    destinations[$"backend-{i}"] = new DestinationConfig { Address = site.Backends[i] };
+                    destinations[BackendHealth.DestinationId(i, metadata)] = new DestinationConfig { Address = site.Backends[i] };
                 }
 
-                cluster = new ClusterConfig { ClusterId = site.Id, LoadBalancingPolicy = LoadBalancingPolicies.RoundRobin, Destinations = destinations };
+                cluster = new ClusterConfig { ClusterId = site.Id, LoadBalancingPolicy = LoadBalancingPolicies.RoundRobin, Destinations = destinations, HealthCheck = health, Metadata = metadata };
             }
 
             clusters.Add(cluster);
@@ -114,11 +128,11 @@ public sealed class SiteRoutes : IProxyConfigProvider
             }
         }
 
-        _current = new Snapshot([EdgeRoute], clusters, byId, new HostTable<RoutedSite>(hosts), passthrough, new CancellationTokenSource());
+        _current = new Snapshot([EdgeRoute], clusters, byId, new HostTable<RoutedSite>(hosts), passthrough, new CancellationTokenSource()) { Reencrypt = reencrypt };
         previous.Changed.Cancel();
     }
 
-    private static bool SameBackends(ClusterConfig cluster, SiteDefinition site)
+    private static bool SameBackends(ClusterConfig cluster, SiteDefinition site, IReadOnlyDictionary<string, string>? metadata)
     {
         var destinations = cluster.Destinations!;
         if (destinations.Count != site.Backends.Count)
@@ -128,7 +142,7 @@ public sealed class SiteRoutes : IProxyConfigProvider
 
         for (var i = 0; i < site.Backends.Count; i++)
         {
-            if (!destinations.TryGetValue($"backend-{i}", out var destination) || destination.Address != site.Backends[i])
+            if (!destinations.TryGetValue(BackendHealth.DestinationId(i, metadata), out var destination) || destination.Address != site.Backends[i])
             {
                 return false;
             }
@@ -152,6 +166,9 @@ public sealed class SiteRoutes : IProxyConfigProvider
         public Dictionary<string, PassthroughSite> Passthrough { get; } = passthrough;
 
         public CancellationTokenSource Changed { get; } = changed;
+
+        /// <summary>The re-encrypt sites by id (= cluster id).</summary>
+        public required Dictionary<string, SiteDefinition> Reencrypt { get; init; }
     }
 }
 

@@ -322,7 +322,7 @@ public sealed class CertificateCache
     /// not cover (exactly, or by a one-level wildcard as RFC 6125 §6.4.3 allows; an IP address only by itself); null
     /// when it matches.</summary>
     /// <summary>The leaf with its PKCS#8 key attached: ECDSA or RSA, as the leaf's public key says.</summary>
-    private static X509Certificate2 WithPrivateKey(X509Certificate2 leaf, ReadOnlySpan<byte> pkcs8)
+    internal static X509Certificate2 WithPrivateKey(X509Certificate2 leaf, ReadOnlySpan<byte> pkcs8)
     {
         if (leaf.GetKeyAlgorithm() == RsaOid)
         {

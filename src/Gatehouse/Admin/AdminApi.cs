@@ -45,10 +45,11 @@ internal static class AdminApi
 
             var errors = new List<ValidationError>();
             var sites = SiteValidator.Validate(
-                [new SiteValidator.Draft("site", body.Hosts ?? [], body.Backends ?? [], body.Issuers ?? [], body.KeyType, body.Profile, body.Mode, body.ProxyProtocol) { ClientAuth = body.ClientAuth?.ToDraft(), Hsts = body.Hsts?.ToDraft() }],
+                [new SiteValidator.Draft("site", body.Hosts ?? [], body.Backends ?? [], body.Issuers ?? [], body.KeyType, body.Profile, body.Mode, body.ProxyProtocol) { ClientAuth = body.ClientAuth?.ToDraft(), Hsts = body.Hsts?.ToDraft(), BackendTls = body.BackendTls?.ToDraft(), HealthCheck = body.HealthCheck?.ToDraft() }],
                 SiteSource.Api,
                 admin.IssuerNames,
-                errors);
+                errors,
+                admin.Cipher);
             if (errors.Count > 0)
             {
                 return ProblemResult(StatusCodes.Status400BadRequest, "invalid-site", "The site is not valid.", null, errors);
@@ -251,4 +252,7 @@ internal sealed record AdminContext(IStore Store, SiteRepository Sites, Certific
     public IReadOnlyDictionary<string, AcmeIssuer> AcmeIssuers { get; init; } = new Dictionary<string, AcmeIssuer>();
 
     public TimeProvider Time { get; init; } = TimeProvider.System;
+
+    /// <summary>Seals a re-encrypt site's backend client key for its record.</summary>
+    public Gatehouse.Keys.EnvelopeCipher? Cipher { get; init; }
 }

@@ -6,9 +6,11 @@ namespace Gatehouse.Admin;
 
 /// <summary>A site as the admin API shows it. A passthrough site has no issuers and no key type (null): the edge
 /// holds no certificate for it.</summary>
-public sealed record SiteView(string Id, IReadOnlyList<string> Hosts, IReadOnlyList<string> Backends, IReadOnlyList<string> Issuers, string Source, string? KeyType, string Mode = "offload", string ProxyProtocol = "none", ClientAuthView? ClientAuth = null, HstsView? Hsts = null)
+public sealed record SiteView(string Id, IReadOnlyList<string> Hosts, IReadOnlyList<string> Backends, IReadOnlyList<string> Issuers, string Source, string? KeyType, string Mode = "offload", string ProxyProtocol = "none", ClientAuthView? ClientAuth = null, HstsView? Hsts = null, BackendTlsView? BackendTls = null, HealthCheckView? HealthCheck = null)
 {
-    public static SiteView From(SiteDefinition site) => SiteTlsViews.With(site,
+    public static SiteView From(SiteDefinition site) => FromCore(site) with { BackendTls = BackendTlsView.From(site), HealthCheck = HealthCheckView.From(site) };
+
+    private static SiteView FromCore(SiteDefinition site) => SiteTlsViews.With(site,
         site.Mode.TerminatesTls()
             ? new(site.Id, site.Hosts, site.Backends, site.Issuers.Count > 0 ? site.Issuers : [LocalCertificateAuthority.IssuerName], SourceName(site), site.KeyType ?? "ec256", site.Mode.Name(), site.ProxyProtocol.Name())
             : new(site.Id, site.Hosts, site.Backends, [], SourceName(site), null, site.Mode.Name(), site.ProxyProtocol.Name()));
@@ -17,8 +19,9 @@ public sealed record SiteView(string Id, IReadOnlyList<string> Hosts, IReadOnlyL
 }
 
 /// <summary>The body of <c>POST /v1/sites</c>. <c>mode</c> is <c>offload</c> (default) or <c>passthrough</c>;
-/// <c>proxyProtocol</c> (<c>none</c>, <c>v1</c>, <c>v2</c>) applies to passthrough sites.</summary>
-public sealed record AddSiteRequest(IReadOnlyList<string?>? Hosts, IReadOnlyList<string?>? Backends, IReadOnlyList<string?>? Issuers, string? KeyType = null, string? Profile = null, string? Mode = null, string? ProxyProtocol = null, ClientAuthRequest? ClientAuth = null, HstsRequest? Hsts = null);
+/// <c>proxyProtocol</c> (<c>none</c>, <c>v1</c>, <c>v2</c>) applies to passthrough sites; <c>backendTls</c> to
+/// reencrypt sites, <c>healthCheck</c> to HTTP sites; <c>clientAuth</c> and <c>hsts</c> to sites the edge terminates.</summary>
+public sealed record AddSiteRequest(IReadOnlyList<string?>? Hosts, IReadOnlyList<string?>? Backends, IReadOnlyList<string?>? Issuers, string? KeyType = null, string? Profile = null, string? Mode = null, string? ProxyProtocol = null, ClientAuthRequest? ClientAuth = null, HstsRequest? Hsts = null, BackendTlsRequest? BackendTls = null, HealthCheckRequest? HealthCheck = null);
 
 /// <summary>What an action on a certificate did.</summary>
 public sealed record ActionView(string Certificate, string Result);

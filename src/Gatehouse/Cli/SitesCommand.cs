@@ -30,6 +30,7 @@ internal static class SitesCommand
         var tls = new SiteTlsOptions();
         var command = new Command("add", "Add a site; it is served within seconds (with its own certificate unless it is a passthrough site).") { hosts, backends, mode, proxyProtocol, issuers, keyType, profile };
         tls.AddTo(command);
+        var backendOptions = BackendOptions.AddTo(command);
         connection.AddTo(command);
         command.SetAction((parseResult, ct) => Run(async () =>
         {
@@ -38,6 +39,8 @@ internal static class SitesCommand
             {
                 ClientAuth = tls.ClientAuth(parseResult),
                 Hsts = tls.Hsts(parseResult),
+                BackendTls = backendOptions.Tls(parseResult),
+                HealthCheck = backendOptions.Health(parseResult),
             };
             var body = await client.SendAsync(HttpMethod.Post, "/v1/sites", JsonSerializer.Serialize(request, AdminJson.Default.AddSiteRequest), ct);
             if (parseResult.GetValue(connection.Json))
@@ -71,7 +74,7 @@ internal static class SitesCommand
             var table = new Table().AddColumns("Site", "Mode", "Hosts", "Backends", "Issuers", "Client certs", "HSTS", "Source");
             foreach (var site in JsonSerializer.Deserialize(body, AdminJson.Default.ListSiteView)!)
             {
-                var siteMode = site.ProxyProtocol is "none" ? site.Mode : $"{site.Mode} (PROXY {site.ProxyProtocol})";
+                var siteMode = (site.ProxyProtocol is "none" ? site.Mode : $"{site.Mode} (PROXY {site.ProxyProtocol})") + BackendOptions.Describe(site);
                 table.AddRow(Markup.Escape(site.Id), Markup.Escape(siteMode), Markup.Escape(string.Join("\n", site.Hosts)), Markup.Escape(string.Join("\n", site.Backends)), Markup.Escape(site.Issuers.Count > 0 ? string.Join(", ", site.Issuers) : "-"), Markup.Escape(SiteTlsViews.Describe(site.ClientAuth)), Markup.Escape(SiteTlsViews.Describe(site.Hsts)), site.Source);
             }
 

@@ -31,7 +31,9 @@ public sealed class GatehouseConfiguration
     private static readonly string[] AdminKeys = ["address", "port"];
     private static readonly string[] LocalCaKeys = ["leafLifetime"];
     private static readonly string[] WelcomeKeys = ["port"];
-    private static readonly string[] SiteKeys = ["hosts", "backends", "mode", "proxyProtocol", "issuers", "keyType", "profile", "clientAuth", "hsts"];
+    private static readonly string[] SiteKeys = ["hosts", "backends", "mode", "proxyProtocol", "issuers", "keyType", "profile", "clientAuth", "hsts", "backendTls", "healthCheck"];
+    private static readonly string[] BackendTlsKeys = ["ca", "caFile", "serverName", "sni"];
+    private static readonly string[] HealthCheckKeys = ["path", "interval", "timeout", "unhealthyAfter", "healthyAfter", "passive", "reactivateAfter"];
     private static readonly string[] ClientAuthKeys = ["mode", "ca", "caFile", "allowedSubjects", "allowedSans", "requiredPaths"];
     private static readonly string[] HstsKeys = ["maxAge", "includeSubdomains", "preload"];
 
@@ -528,6 +530,8 @@ public sealed class GatehouseConfiguration
                 {
                     ClientAuth = ReadClientAuth(site.GetSection("clientAuth"), path + ":clientAuth"),
                     Hsts = ReadHsts(site.GetSection("hsts"), path + ":hsts"),
+                    BackendTls = ReadBackendTls(site.GetSection("backendTls"), path + ":backendTls"),
+                    HealthCheck = ReadHealthCheck(site.GetSection("healthCheck"), path + ":healthCheck"),
                 });
             }
 
@@ -550,6 +554,61 @@ public sealed class GatehouseConfiguration
             }
 
             return result;
+        }
+
+        /// <summary>A site's <c>backendTls</c>: the CA bundle inline (<c>ca</c>) or from a file read now (<c>caFile</c>,
+        /// relative to the config file), the name to verify and the SNI. A client certificate is refused here: its key
+        /// would sit in a file in plaintext, so it goes through the admin API, which seals it.</summary>
+        private BackendTlsDraft? ReadBackendTls(IConfigurationSection section, string path)
+        {
+            if (!section.Exists())
+            {
+                return null;
+            }
+
+            foreach (var key in new[] { "clientCertificate", "clientCertFile", "clientKey", "clientKeyFile" })
+            {
+                if (section[key] is not null)
+                {
+                    Error($"{path}:{key}", "a backend client certificate is not read from the config file (its private key would be stored in plaintext there); add the site with `gatehouse sites add ... --backend-client-cert FILE --backend-client-key FILE` (or POST /v1/sites), which seals the key in the store");
+                }
+            }
+
+            CheckKnownKeys(section, [.. BackendTlsKeys, "clientCertificate", "clientCertFile", "clientKey", "clientKeyFile"], path + ":");
+            string? ca = section["ca"];
+            var field = "ca";
+            if (section["caFile"] is { Length: > 0 } caFile)
+            {
+                field = "caFile";
+                if (ca is not null)
+                {
+                    Error(path, "give the CA bundle once: ca (PEM text) or caFile (a file), not both");
+                }
+
+                var full = Path.GetFullPath(caFile, _configDirectory);
+                try
+                {
+                    ca = File.ReadAllText(full);
+                }
+                catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+                {
+                    Error($"{path}:caFile", $"cannot read '{full}': {ex.Message}");
+                    ca = null;
+                }
+            }
+
+            return new BackendTlsDraft(ca, section["serverName"], section["sni"], CaField: field);
+        }
+
+        private HealthCheckDraft? ReadHealthCheck(IConfigurationSection section, string path)
+        {
+            if (!section.Exists())
+            {
+                return null;
+            }
+
+            CheckKnownKeys(section, HealthCheckKeys, path + ":");
+            return new HealthCheckDraft(section["path"], section["interval"], section["timeout"], section["unhealthyAfter"], section["healthyAfter"], section["passive"], section["reactivateAfter"]);
         }
 
         private string _configDirectory = Directory.GetCurrentDirectory();

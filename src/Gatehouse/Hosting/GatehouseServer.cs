@@ -78,6 +78,9 @@ public sealed class GatehouseServer : IAsyncDisposable
         // Activity per request for log scopes (about 2 % of the edge's CPU per keep-alive request).
         builder.Logging.AddFilter("Microsoft.AspNetCore.Hosting.Diagnostics", LogLevel.None);
         builder.Logging.AddFilter("Yarp", LogLevel.Warning);
+        builder.Logging.AddFilter("Yarp.ReverseProxy.Forwarder.HttpForwarder", LogLevel.Error); // BackendErrorLog says it in one line
+        builder.Logging.AddFilter("Yarp.ReverseProxy.LoadBalancing.LoadBalancingMiddleware", LogLevel.Error); // 503 "no backend available": per request
+        builder.Logging.AddFilter("Yarp.ReverseProxy.Forwarder.ForwarderMiddleware", LogLevel.Error);
         builder.Logging.AddFilter("Microsoft.AspNetCore.DataProtection", LogLevel.Error); // keys live in memory only
         builder.Logging.AddFilter("Microsoft.Hosting.Lifetime", LogLevel.Warning);
         if (configureLogging is null)
@@ -212,6 +215,11 @@ public sealed class GatehouseServer : IAsyncDisposable
             routes, sp.GetRequiredService<PassthroughRelay>(), sp.GetRequiredService<SiteTlsPolicies>(), options.Edge.DefaultSite));
         services.AddSingleton<SiteTlsPolicies>();
         services.AddReverseProxy();
+        // Re-encrypt sites' backend TLS (SNI, CA bundle, client certificate), the active health policy with both
+        // thresholds and the passive one; see Edge/Routing/BackendHttpClientFactory.cs, BackendHealthPolicy.cs.
+        services.AddSingleton<Yarp.ReverseProxy.Forwarder.IForwarderHttpClientFactory>(sp => new BackendHttpClientFactory(routes, cipher, sp.GetRequiredService<ILoggerFactory>()));
+        services.AddSingleton<Yarp.ReverseProxy.Health.IActiveHealthCheckPolicy, BackendHealthPolicy>();
+        services.AddSingleton<Yarp.ReverseProxy.Health.IPassiveHealthCheckPolicy, BackendFailurePolicy>();
 
         // YARP registers Data Protection (for affinity cookies, unused here); keep its keys in memory so that no key
         // is ever written to disk in plaintext.
@@ -310,6 +318,7 @@ public sealed class GatehouseServer : IAsyncDisposable
             () => siteMirror.Loaded.IsCompleted && certificateMirror.Loaded.IsCompleted && Cache.GetInternal(AdminCertificateId) is not null)
         {
             AcmeIssuers = _app.Services.GetRequiredService<List<AcmeIssuer>>().ToDictionary(i => i.Name, StringComparer.Ordinal),
+            Cipher = _app.Services.GetRequiredService<EnvelopeCipher>(),
         };
         var plainHttp = new PlainHttpResponder(_store, Options.Edge.PublicHttpsPort ?? Options.Edge.HttpsPort);
 
@@ -325,12 +334,15 @@ public sealed class GatehouseServer : IAsyncDisposable
         _app.Use((context, next) => SiteTlsMiddleware.ApplyAsync(context, next, tlsPolicies));
         _app.UseRouting();
         var proxyState = _app.Services.GetRequiredService<IProxyStateLookup>();
+        var backendFailures = _app.Services.GetServices<Yarp.ReverseProxy.Health.IPassiveHealthCheckPolicy>().OfType<BackendFailurePolicy>().Single();
+        var backendErrors = new BackendErrorLog(_app.Services.GetRequiredService<ILogger<BackendErrorLog>>());
         _app.MapReverseProxy(proxy =>
         {
             proxy.Use((context, next) => EdgeMiddleware.RouteToSite(context, next, routes, proxyState));
             proxy.Use(EdgeMiddleware.DescribeProxyErrors);
+            proxy.Use(backendErrors.InvokeAsync);
             proxy.UseLoadBalancing();
-            proxy.UsePassiveHealthChecks();
+            proxy.Use((context, next) => backendFailures.InvokeAsync(context, next, proxyState));
         });
 
         if (configuration?.ConfigPath is not null)

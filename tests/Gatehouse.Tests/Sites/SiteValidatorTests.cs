@@ -75,7 +75,7 @@ public sealed class SiteValidatorTests
         Assert.Equal(
             ["sites:0:mode", "sites:0:proxyProtocol", "sites:1:proxyProtocol", "sites:1:backends:1", "sites:2:backends:0", "sites:2:backends:1", "sites:2:issuers", "sites:2:keyType", "sites:2:profile", "sites:3:backends"],
             errors.Select(e => e.Path));
-        Assert.Contains("not a site mode (offload, passthrough)", byPath["sites:0:mode"], StringComparison.Ordinal);
+        Assert.Contains("not a site mode (offload, reencrypt, passthrough)", byPath["sites:0:mode"], StringComparison.Ordinal);
         Assert.Contains("not a PROXY protocol version (none, v1, v2)", byPath["sites:0:proxyProtocol"], StringComparison.Ordinal);
         Assert.Contains("only a passthrough site sends a PROXY protocol header", byPath["sites:1:proxyProtocol"], StringComparison.Ordinal);
         Assert.Contains("only a passthrough site", byPath["sites:1:backends:1"], StringComparison.Ordinal);

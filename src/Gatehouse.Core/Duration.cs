@@ -1,10 +1,10 @@
 using System.Globalization;
 
-namespace Gatehouse.Hosting;
+namespace Gatehouse;
 
 /// <summary>Durations in configuration: <c>7d</c>, <c>12h</c>, <c>30m</c>, <c>45s</c>, <c>500ms</c>, or a .NET
 /// TimeSpan such as <c>7.00:00:00</c>.</summary>
-internal static class Duration
+public static class Duration
 {
     public static bool TryParse(string? text, out TimeSpan value)
     {
