@@ -7,6 +7,7 @@ namespace Gatehouse.IntegrationTests.Tls;
 /// The HTTPS listener's TLS policy as real clients see it: testssl.sh's protocol, cipher and vulnerability checks
 /// against the real executable, and openssl s_client for session resumption and refused suites.
 /// </summary>
+[Collection(TlsScanCollection.Name)]
 public sealed class TlsPolicyTests : IAsyncLifetime
 {
     private Backend _backend = null!;
@@ -47,18 +48,14 @@ public sealed class TlsPolicyTests : IAsyncLifetime
     [Fact]
     public async Task Testssl_HttpsListener_NoFindingWorseThanOk()
     {
-        var json = Path.Combine(_gatehouse.Directory, "testssl.json");
-        var root = Path.Combine(_gatehouse.DataDirectory, "local-ca-root.pem");
-        var result = await Tools.RunAsync("testssl",
-            ["--quiet", "--color", "0", "--warnings", "off", "--add-ca", root, "--ip", "127.0.0.1", "-oj", json,
-             "-p", "-s", "-P", "-S", "-h", "-U", $"policy.test:{_gatehouse.HttpsPort}"],
-            _gatehouse.Directory, timeout: TimeSpan.FromMinutes(5));
-        Assert.True(File.Exists(json), $"testssl wrote no report (exit {result.ExitCode}):\n{result.StandardOutput}\n{result.StandardError}");
+        var findings = await ScanAsync(1);
+        if (findings.Any(f => f.Severity == "WARN" && f.Finding?.StartsWith("check failed", StringComparison.Ordinal) == true))
+        {
+            // testssl's own connection failed (its resumption check gives up when a ticket arrives late on a busy
+            // machine): that says nothing about the listener, so the scan runs once more, and its result counts.
+            findings = await ScanAsync(2);
+        }
 
-        using var report = JsonDocument.Parse(await File.ReadAllTextAsync(json));
-        var findings = report.RootElement.EnumerateArray()
-            .Select(f => (Id: f.GetProperty("id").GetString()!, Severity: f.GetProperty("severity").GetString()!, Finding: f.GetProperty("finding").GetString()))
-            .ToList();
         string[] notTheListeners = ["cert_revocation", "DNS_CAArecord", "security_headers"];
         var worse = findings.Where(f => f.Severity is not ("OK" or "INFO") && !notTheListeners.Contains(f.Id)).ToList();
         Assert.True(worse.Count == 0, "testssl findings worse than OK:\n" + string.Join('\n', worse.Select(f => $"{f.Id} {f.Severity}: {f.Finding}")));
@@ -73,6 +70,22 @@ public sealed class TlsPolicyTests : IAsyncLifetime
         Assert.Equal("not offered", findings.Single(f => f.Id == "TLS1_1").Finding);
         Assert.Equal("not offered", findings.Single(f => f.Id == "cipherlist_AVERAGE").Finding); // CBC suites
         Assert.StartsWith("supported", findings.Single(f => f.Id == "sessionresumption_ticket").Finding, StringComparison.Ordinal);
+    }
+
+    private async Task<List<(string Id, string Severity, string? Finding)>> ScanAsync(int attempt)
+    {
+        var json = Path.Combine(_gatehouse.Directory, $"testssl-{attempt}.json");
+        var root = Path.Combine(_gatehouse.DataDirectory, "local-ca-root.pem");
+        var result = await Tools.RunAsync("testssl",
+            ["--quiet", "--color", "0", "--warnings", "off", "--add-ca", root, "--ip", "127.0.0.1", "-oj", json,
+             "-p", "-s", "-P", "-S", "-h", "-U", $"policy.test:{_gatehouse.HttpsPort}"],
+            _gatehouse.Directory, timeout: TimeSpan.FromMinutes(5));
+        Assert.True(File.Exists(json), $"testssl wrote no report (exit {result.ExitCode}):\n{result.StandardOutput}\n{result.StandardError}");
+
+        using var report = JsonDocument.Parse(await File.ReadAllTextAsync(json));
+        return report.RootElement.EnumerateArray()
+            .Select(f => (Id: f.GetProperty("id").GetString()!, Severity: f.GetProperty("severity").GetString()!, Finding: f.GetProperty("finding").GetString()))
+            .ToList();
     }
 
     [Theory]
@@ -126,4 +139,12 @@ public sealed class TlsPolicyTests : IAsyncLifetime
         var result = await Tools.RunAsync("sh", ["-c", "(sleep 1; echo Q) | openssl \"$@\" 2>&1", "sh", .. args], _gatehouse.Directory);
         return result.StandardOutput;
     }
+}
+
+/// <summary>The TLS scan runs alone: testssl.sh times its own connections, and a suite competing for two cores makes
+/// its checks give up for reasons that are not the listener's.</summary>
+[CollectionDefinition(Name, DisableParallelization = true)]
+public sealed class TlsScanCollection
+{
+    public const string Name = "TLS scan (runs alone)";
 }
