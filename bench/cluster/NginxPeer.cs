@@ -112,16 +112,8 @@ internal sealed class NginxPeer : IAsyncDisposable
     public string WriteNewCertificate(string host)
     {
         using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
-        var request = new CertificateRequest("CN=" + host, key, HashAlgorithmName.SHA256);
-        var names = new SubjectAlternativeNameBuilder();
-        names.AddDnsName(host);
-        request.CertificateExtensions.Add(names.Build());
-        request.CertificateExtensions.Add(new X509BasicConstraintsExtension(false, false, 0, true));
-        request.CertificateExtensions.Add(new X509KeyUsageExtension(X509KeyUsageFlags.DigitalSignature, true));
-        request.CertificateExtensions.Add(new X509EnhancedKeyUsageExtension([new Oid("1.3.6.1.5.5.7.3.1")], false));
-        request.CertificateExtensions.Add(X509AuthorityKeyIdentifierExtension.CreateFromCertificate(_intermediate, includeKeyIdentifier: true, includeIssuerAndSerial: false));
-        var now = DateTimeOffset.UtcNow;
-        using var leaf = request.Create(_intermediate, now.AddHours(-1), now + LeafValidity, RandomNumberGenerator.GetBytes(16));
+        using var issuerKey = _intermediate.GetECDsaPrivateKey() ?? throw new InvalidOperationException("the bench intermediate has no private key");
+        using var leaf = BenchPki.CreateServerLeaf(host, key, _intermediate, X509SignatureGenerator.CreateForECDsa(issuerKey), LeafValidity);
         Replace(KeyPath(_directory, host), key.ExportPkcs8PrivateKeyPem());
         Replace(CertificatePath(_directory, host), leaf.ExportCertificatePem() + "\n" + _intermediate.ExportCertificatePem() + "\n");
         return leaf.SerialNumber;

@@ -1,7 +1,9 @@
-// Helpers shared by the bench programs (compiled into each, see their .csproj): /proc readings, stopping a process and
-// "--name value" arguments.
+// Helpers shared by the bench programs (compiled into each, see their .csproj): /proc readings, stopping a process,
+// "--name value" arguments and server certificates.
 using System.Diagnostics;
 using System.Globalization;
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
 
 /// <summary>CPU time and memory of a process from /proc.</summary>
 internal static class ProcStats
@@ -153,3 +155,25 @@ internal sealed class Arguments(Dictionary<string, string> values)
 
     public int Int(string name, int fallback) => values.TryGetValue(name, out var value) ? int.Parse(value, CultureInfo.InvariantCulture) : fallback;
 }
+
+/// <summary>Certificates the benches make for their peers: what a public CA would issue to a web server.</summary>
+internal static class BenchPki
+{
+    /// <summary>A TLS server leaf for <paramref name="name"/> (SAN, serverAuth, not a CA) with
+    /// <paramref name="key"/>, signed by <paramref name="issuer"/> through <paramref name="signer"/>, valid from an hour
+    /// ago for <paramref name="validity"/>, with a random 16-byte serial.</summary>
+    public static X509Certificate2 CreateServerLeaf(string name, ECDsa key, X509Certificate2 issuer, X509SignatureGenerator signer, TimeSpan validity)
+    {
+        var request = new CertificateRequest("CN=" + name, key, HashAlgorithmName.SHA256);
+        var names = new SubjectAlternativeNameBuilder();
+        names.AddDnsName(name);
+        request.CertificateExtensions.Add(names.Build());
+        request.CertificateExtensions.Add(new X509BasicConstraintsExtension(false, false, 0, true));
+        request.CertificateExtensions.Add(new X509KeyUsageExtension(X509KeyUsageFlags.DigitalSignature, true));
+        request.CertificateExtensions.Add(new X509EnhancedKeyUsageExtension([new Oid("1.3.6.1.5.5.7.3.1")], false));
+        request.CertificateExtensions.Add(X509AuthorityKeyIdentifierExtension.CreateFromCertificate(issuer, includeKeyIdentifier: true, includeIssuerAndSerial: false));
+        var now = DateTimeOffset.UtcNow;
+        return request.Create(issuer.SubjectName, signer, now.AddHours(-1), now + validity, RandomNumberGenerator.GetBytes(16));
+    }
+}
+

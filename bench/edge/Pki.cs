@@ -76,16 +76,7 @@ internal sealed class Pki : IDisposable
     {
         var name = Name(index);
         using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
-        var request = new CertificateRequest("CN=" + name, key, HashAlgorithmName.SHA256);
-        var names = new SubjectAlternativeNameBuilder();
-        names.AddDnsName(name);
-        request.CertificateExtensions.Add(names.Build());
-        request.CertificateExtensions.Add(new X509BasicConstraintsExtension(false, false, 0, true));
-        request.CertificateExtensions.Add(new X509KeyUsageExtension(X509KeyUsageFlags.DigitalSignature, true));
-        request.CertificateExtensions.Add(new X509EnhancedKeyUsageExtension([new Oid("1.3.6.1.5.5.7.3.1")], false));
-        request.CertificateExtensions.Add(X509AuthorityKeyIdentifierExtension.CreateFromCertificate(_intermediate, includeKeyIdentifier: true, includeIssuerAndSerial: false));
-        var now = DateTimeOffset.UtcNow;
-        using var leaf = request.Create(_intermediate.SubjectName, X509SignatureGenerator.CreateForECDsa(_intermediateKey), now.AddHours(-1), now + Validity, RandomNumberGenerator.GetBytes(16));
+        using var leaf = BenchPki.CreateServerLeaf(name, key, _intermediate, X509SignatureGenerator.CreateForECDsa(_intermediateKey), Validity);
         var path = PemPath(index);
         File.WriteAllText(path + ".tmp", leaf.ExportCertificatePem() + "\n" + _intermediatePem + "\n" + key.ExportPkcs8PrivateKeyPem() + "\n");
         File.Move(path + ".tmp", path, overwrite: true);
