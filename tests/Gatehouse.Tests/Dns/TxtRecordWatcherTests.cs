@@ -67,8 +67,10 @@ public sealed class TxtRecordWatcherTests
     {
         await using var server = new FakeDnsServer(r => [FakeDnsServer.Answer(r, m => new DnsMessage { Id = m.Id, IsResponse = true, Questions = m.Questions, ResponseCode = DnsResponseCode.Refused })]);
 
+        // Long enough for the first answer to arrive on a busy machine (the query timeout is 500 ms); a shorter wait
+        // can end before any answer and then reports silence instead of the server's error.
         var error = await Assert.ThrowsAsync<DnsException>(() =>
-            Watcher(server).WaitUntilVisibleAsync(Name, "value", TimeSpan.FromMilliseconds(300), CancellationToken.None));
+            Watcher(server).WaitUntilVisibleAsync(Name, "value", TimeSpan.FromSeconds(3), CancellationToken.None));
 
         Assert.Contains("answered REFUSED", error.Message);
     }
