@@ -59,7 +59,9 @@ public sealed class TxtRecordWatcherTests
         await Watcher(primary, secondary).WaitUntilVisibleAsync(Name, "value", TimeSpan.FromSeconds(10), CancellationToken.None);
 
         Assert.Single(primary.Requests); // once seen there, not asked again
-        Assert.Equal(4, laggingQueries);
+        // It kept asking until the lagging server showed the value. Not exactly 4: a query is repeated when, e.g., its answer misses the
+        // 500 ms query timeout (then it counts as not visible); 5 was seen in 2 of 6 runs of this class.
+        Assert.InRange(laggingQueries, 4, 8);
     }
 
     [Fact]
