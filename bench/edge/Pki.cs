@@ -109,7 +109,7 @@ internal sealed class Pki : IDisposable
                 var pem = File.ReadAllText(PemPath(i));
                 using var leaf = X509Certificate2.CreateFromPem(ChainPem(pem));
                 using var key = ECDsa.Create();
-                key.ImportFromPem(pem.AsSpan(pem.IndexOf("-----BEGIN PRIVATE KEY-----", StringComparison.Ordinal)));
+                key.ImportFromPem(pem); // takes the file's one key block, skips the certificates
                 var pkcs8 = key.ExportPkcs8PrivateKey();
                 var notBefore = new DateTimeOffset(leaf.NotBefore.ToUniversalTime());
                 var notAfter = new DateTimeOffset(leaf.NotAfter.ToUniversalTime());
@@ -149,8 +149,23 @@ internal sealed class Pki : IDisposable
         Root.Dispose();
     }
 
-    /// <summary>The certificates of a leaf + intermediate + key file (everything before the key).</summary>
-    private static string ChainPem(string pem) => pem[..pem.IndexOf("-----BEGIN PRIVATE KEY-----", StringComparison.Ordinal)].TrimEnd() + "\n";
+    /// <summary>The certificates of a leaf + intermediate + key file, in order, without the key.</summary>
+    private static string ChainPem(string pem)
+    {
+        var chain = new System.Text.StringBuilder();
+        var rest = pem.AsSpan();
+        while (PemEncoding.TryFind(rest, out var fields))
+        {
+            if (rest[fields.Label].SequenceEqual("CERTIFICATE"))
+            {
+                chain.Append(rest[fields.Location]).Append('\n');
+            }
+
+            rest = rest[fields.Location.End..];
+        }
+
+        return chain.ToString();
+    }
 
     private static void AddCaExtensions(CertificateRequest request, int pathLength)
     {
