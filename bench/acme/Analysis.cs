@@ -8,7 +8,7 @@ internal static class Analysis
     private const int FailedEvent = 3003;
     private const int AcmeOrderDoneEvent = 7009;
 
-    public static string Report(List<PhaseResult> results, List<LogEvent> events, WireTimes? wire, CpuSummary cpu, long lifetimePeakKiB, int concurrency, int maxConcurrentIssuances)
+    public static string Report(List<PhaseResult> results, List<LogEvent> events, WireTimes? wire, CpuSummary cpu, long lifetimePeakKiB, int concurrency, int maxConcurrentIssuances, Cores? cores)
     {
         var index = new LogIndex(events);
         var text = new StringBuilder();
@@ -64,10 +64,11 @@ internal static class Analysis
         }
 
         text.AppendLine();
-        text.AppendLine("CPU use during each phase (cores = CPU seconds / wall seconds; the machine has " + Environment.ProcessorCount.ToString(CultureInfo.InvariantCulture) + "), and what the log says:");
+        text.AppendLine("CPU use during each phase (cores = CPU seconds / wall seconds; a core's busy share is from /proc/stat, kernel work on it included), and what the log says:");
         text.AppendLine();
-        text.AppendLine("| phase | Gatehouse cores | Pebble + challtestsrv cores | bench cores | Gatehouse RSS at end | handshake probes | issuance attempts | failures (3003) | warnings/errors logged |");
-        text.AppendLine("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+        var coreColumns = cores is null ? "" : $" core {cores.Gatehouse} busy (Gatehouse alone) | core {cores.Ca} busy (Pebble, challtestsrv, bench) |";
+        text.AppendLine("| phase | Gatehouse cores | Pebble + challtestsrv cores | bench cores |" + coreColumns + " Gatehouse RSS at end | handshake probes | issuance attempts | failures (3003) | warnings/errors logged |");
+        text.AppendLine("|---|---:|---:|---:|" + (cores is null ? "" : "---:|---:|") + "---:|---:|---:|---:|---:|");
         foreach (var phase in results)
         {
             var wall = phase.Wall.TotalSeconds;
@@ -76,11 +77,20 @@ internal static class Analysis
             var failures = hosts.Sum(h => index.For(h).Failures);
             var warnings = events.Count(e => e.Level is "Warning" or "Error" or "Critical" && e.Timestamp >= phase.Start.AddMilliseconds(-1) && e.Timestamp <= phase.End);
             text.AppendLine(CultureInfo.InvariantCulture,
-                $"| {phase.Name} | {phase.GatehouseCpu / wall:0.00} | {phase.CaCpu / wall:0.00} | {phase.BenchCpu / wall:0.00} | {phase.RssEndKiB / 1024.0:0} MiB | {phase.Samples.Sum(s => s.Probes)} | {attempts} | {failures} | {warnings} |");
+                $"| {phase.Name} | {phase.GatehouseCpu / wall:0.00} | {phase.CaCpu / wall:0.00} | {phase.BenchCpu / wall:0.00} |{(phase.CoreBusy is { } busy ? $" {100 * busy.Gatehouse / wall:0} % | {100 * busy.Ca / wall:0} % |" : "")} {phase.RssEndKiB / 1024.0:0} MiB | {phase.Samples.Sum(s => s.Probes)} | {attempts} | {failures} | {warnings} |");
         }
 
-        text.AppendLine(CultureInfo.InvariantCulture, $"| idle, 3 s after the last phase | {cpu.IdleCores:0.00} | | | | | | | |");
+        text.AppendLine(CultureInfo.InvariantCulture, $"| idle, 3 s after the last phase | {cpu.IdleCores:0.00} | | |{(cores is null ? "" : " | |")} | | | | |");
         text.AppendLine();
+        if (cores is not null)
+        {
+            foreach (var phase in results.Where(r => !r.Name.StartsWith("warm-up", StringComparison.Ordinal) && r.CoreBusy is not null))
+            {
+                text.AppendLine(Limit(phase, cores));
+            }
+
+            text.AppendLine();
+        }
         text.AppendLine(CultureInfo.InvariantCulture, $"After the warm-up rounds, the bench waited {cpu.Settled.TotalSeconds:0.0} s in all for Gatehouse's background JIT to die down (last second: {cpu.SettledCores:0.00} cores). Gatehouse CPU from process start to the end of the run: {cpu.TotalSeconds:0.0} s.");
         text.AppendLine();
         foreach (var phase in results.Where(r => r.Samples.Count >= 8 && r.Samples.All(s => s.GatehouseCpuAfter is not null)))
@@ -123,6 +133,24 @@ internal static class Analysis
     /// <summary>How busy the certificate manager kept its issuance slots while a backlog waited: the time each
     /// certificate spent between "Issuing" and "Issued" over slots × window, and the gap from one "Issued" to the next
     /// "Issuing" (what a slot costs to hand over: record written, lock released, next lock taken, record read).</summary>
+    /// <summary>Which side's core was saturated during <paramref name="phase"/>: a side whose core was busy at least
+    /// <see cref="SaturatedShare"/> of the wall time sets the rate; when neither was, the waits do (round trips, polling).</summary>
+    private static string Limit(PhaseResult phase, Cores cores)
+    {
+        var wall = phase.Wall.TotalSeconds;
+        var (gatehouse, ca) = (phase.CoreBusy!.Value.Gatehouse / wall, phase.CoreBusy!.Value.Ca / wall);
+        var verdict = (gatehouse >= SaturatedShare, ca >= SaturatedShare) switch
+        {
+            (false, true) => "the CA side's core was saturated and Gatehouse's was not: the CA limits the rate",
+            (true, false) => "Gatehouse's core was saturated and the CA side's was not: Gatehouse limits the rate",
+            (true, true) => "both cores were saturated",
+            _ => "neither core was saturated: waits (round trips, polling) set the rate",
+        };
+        return string.Create(CultureInfo.InvariantCulture, $"{phase.Name}: core {cores.Gatehouse} (Gatehouse) {100 * gatehouse:0} % busy, core {cores.Ca} (Pebble, challtestsrv, bench) {100 * ca:0} % busy; {verdict}.");
+    }
+
+    private const double SaturatedShare = 0.9;
+
     private static string Slots(PhaseResult phase, LogIndex index, int slots)
     {
         var spans = phase.Samples.Select(s => index.For(s.Host)).Where(l => l.Issuing is not null && l.Issued is not null).Select(l => (From: l.Issuing!.Value, To: l.Issued!.Value)).ToList();

@@ -32,6 +32,11 @@ var certificateLimit = TimeSpan.FromSeconds(arguments.Int("--certificate-limit",
 int? nonceReject = arguments.Get("--nonce-reject", "") is { Length: > 0 } reject ? int.Parse(reject, CultureInfo.InvariantCulture) : null;
 var samplesFile = arguments.Get("--samples", Path.Combine(work, "samples.csv"));
 var relay = arguments.Int("--relay", 1) != 0;
+// --gatehouse-cpu N runs Gatehouse on core N alone (taskset); run starts this bench, and so Pebble and challtestsrv,
+// on --ca-cpu M. Each core's busy time is then read from /proc/stat per phase: which side limits the rate.
+int? gatehouseCpuCore = arguments.Get("--gatehouse-cpu", "") is { Length: > 0 } g ? int.Parse(g, CultureInfo.InvariantCulture) : null;
+int? caCpuCore = arguments.Get("--ca-cpu", "") is { Length: > 0 } c ? int.Parse(c, CultureInfo.InvariantCulture) : null;
+Cores? cores = gatehouseCpuCore is { } gc && caCpuCore is { } cc ? new Cores(gc, cc) : null;
 foreach (var phase in phases)
 {
     if (phase is not ("seq" or "conc" or "burst"))
@@ -67,10 +72,10 @@ await File.WriteAllTextAsync(config, $"""
     """);
 
 Console.Error.WriteLine("acme: starting gatehouse serve...");
-await using var gatehouse = GatehouseProcess.Start(gatehouseDll, work, config, Path.Combine(work, "gatehouse.log"));
+await using var gatehouse = GatehouseProcess.Start(gatehouseDll, work, config, Path.Combine(work, "gatehouse.log"), cores?.Gatehouse.ToString(CultureInfo.InvariantCulture));
 using var admin = await AdminClient.ConnectAsync(gatehouse, Path.Combine(work, "data"), adminPort, TimeSpan.FromSeconds(60));
 var caPids = ProcStats.Children(Environment.ProcessId, "pebble", "pebble-challtes"); // Pebble and challtestsrv: the fixture starts them; comm is cut at 15 characters
-var bench = new Bench(gatehouse, admin, httpsPort, pebble.IssuingRoot, certificateLimit);
+var bench = new Bench(gatehouse, admin, httpsPort, pebble.IssuingRoot, certificateLimit, cores);
 var results = new List<PhaseResult>();
 // A cold process spends most of its first tens of seconds of CPU in the tiered JIT (a perf profile showed 71% of
 // Gatehouse's samples on the ".NET Tiered Compilation" thread in a sequential phase that followed a single warm-up
@@ -109,7 +114,7 @@ var events = gatehouse.Events();
 await File.WriteAllTextAsync(samplesFile, Analysis.Csv(results, events));
 await File.WriteAllTextAsync(Path.Combine(work, "pebble.log"), pebble.Output);
 var wire = acmeRelay is null || validationRelay is null ? null : new WireTimes(acmeRelay.Exchanges(skipPerConnection: 2), validationRelay.Exchanges(skipPerConnection: 0));
-Console.WriteLine(Analysis.Report(results, events, wire, new CpuSummary(settle.Waited, settle.LastCores, idleCores, totalCpu), lifetimePeak, concurrency, maxConcurrentIssuances));
+Console.WriteLine(Analysis.Report(results, events, wire, new CpuSummary(settle.Waited, settle.LastCores, idleCores, totalCpu), lifetimePeak, concurrency, maxConcurrentIssuances, cores));
 return results.All(r => r.Samples.All(s => s.Served is not null) && r.Samples.Count == r.Requested) ? 0 : 1;
 
 static List<string> Hosts(string label, int count) => [.. Enumerable.Range(1, count).Select(i => $"{label[0]}{i}.{label}.bench.test")];
@@ -120,6 +125,9 @@ internal sealed record Sample(string Phase, string Host, DateTimeOffset AddStart
     /// <summary>Gatehouse's CPU seconds since the phase started, read when this one was served (one-at-a-time phases).</summary>
     public double? GatehouseCpuAfter { get; init; }
 }
+
+/// <summary>The core Gatehouse runs on alone, and the one Pebble, challtestsrv and this bench share.</summary>
+internal sealed record Cores(int Gatehouse, int Ca);
 
 /// <summary>Gatehouse's CPU outside the phases: how long the settling after the warm-up took, its last second, the
 /// idle use after the last phase, and the total since the process started.</summary>
@@ -141,12 +149,13 @@ internal sealed record PhaseResult(
     long PeakKiB,
     bool PeakIsPerPhase,
     long RssEndKiB,
-    bool StoppedByLimit)
+    bool StoppedByLimit,
+    (double Gatehouse, double Ca)? CoreBusy)
 {
     public TimeSpan Wall => End - Start;
 }
 
-internal sealed class Bench(GatehouseProcess gatehouse, AdminClient admin, int httpsPort, X509Certificate2 issuingRoot, TimeSpan certificateLimit)
+internal sealed class Bench(GatehouseProcess gatehouse, AdminClient admin, int httpsPort, X509Certificate2 issuingRoot, TimeSpan certificateLimit, Cores? cores)
 {
     /// <summary>Between handshake probes before Gatehouse logged "Issued" for the name (a safety net only: the
     /// record is written after that log line, so the certificate cannot be served earlier).</summary>
@@ -162,6 +171,7 @@ internal sealed class Bench(GatehouseProcess gatehouse, AdminClient admin, int h
         var gatehouseCpu = ProcStats.CpuSeconds(gatehouse.Pid);
         var caCpu = caPids.Sum(ProcStats.CpuSeconds);
         var benchCpu = Process.GetCurrentProcess().TotalProcessorTime.TotalSeconds;
+        var coreBusy = CoreBusy();
         var samples = new ConcurrentQueue<Sample>();
         var start = DateTimeOffset.UtcNow;
         var deadline = start + limit;
@@ -209,6 +219,7 @@ internal sealed class Bench(GatehouseProcess gatehouse, AdminClient admin, int h
         }
 
         var end = samples.Max(s => s.Served) ?? DateTimeOffset.UtcNow;
+        var coreBusyEnd = CoreBusy();
         var result = new PhaseResult(
             name, how, hosts.Count, [.. samples.OrderBy(s => s.AddStart)], start, end,
             ProcStats.CpuSeconds(gatehouse.Pid) - gatehouseCpu,
@@ -217,11 +228,15 @@ internal sealed class Bench(GatehouseProcess gatehouse, AdminClient admin, int h
             ProcStats.Memory(gatehouse.Pid).PeakKiB,
             peakIsPerPhase,
             ProcStats.Memory(gatehouse.Pid).RssKiB,
-            stopped);
+            stopped,
+            coreBusy is { } before && coreBusyEnd is { } after ? (after.Gatehouse - before.Gatehouse, after.Ca - before.Ca) : null);
         var served = result.Samples.Count(s => s.Served is not null);
         Console.Error.WriteLine($"acme: {name}: {served} of {hosts.Count} served in {result.Wall.TotalSeconds:0.00} s");
         return result;
     }
+
+    private (double Gatehouse, double Ca)? CoreBusy() =>
+        cores is null ? null : (ProcStats.CoreBusySeconds(cores.Gatehouse), ProcStats.CoreBusySeconds(cores.Ca));
 
     /// <summary>Waits until Gatehouse used less than <paramref name="maxIdleCores"/> over the last second (background
     /// JIT done), at most <paramref name="limit"/>.</summary>

@@ -96,6 +96,24 @@ internal static class ProcStats
         }
     }
 
+    /// <summary>Seconds core <paramref name="cpu"/> spent busy since boot: the user, nice, system, irq, softirq and
+    /// steal columns of its /proc/stat line (so the kernel's loopback network work on that core counts too).</summary>
+    public static double CoreBusySeconds(int cpu)
+    {
+        var prefix = "cpu" + cpu.ToString(CultureInfo.InvariantCulture) + " ";
+        foreach (var line in File.ReadLines("/proc/stat"))
+        {
+            if (line.StartsWith(prefix, StringComparison.Ordinal))
+            {
+                var fields = line.Split(' ', StringSplitOptions.RemoveEmptyEntries);
+                long Field(int i) => long.Parse(fields[i], CultureInfo.InvariantCulture);
+                return (Field(1) + Field(2) + Field(3) + Field(6) + Field(7) + Field(8)) / TicksPerSecond;
+            }
+        }
+
+        throw new InvalidOperationException($"/proc/stat has no line for core {cpu}");
+    }
+
     /// <summary>The unit of utime and stime (`getconf CLK_TCK`, 100 on Linux).</summary>
     private static double ClockTicks()
     {

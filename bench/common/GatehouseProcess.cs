@@ -150,9 +150,12 @@ internal sealed class GatehouseProcess : IAsyncDisposable
 
     public bool HasExited => _process.HasExited;
 
-    public static GatehouseProcess Start(string dll, string directory, string config, string logPath)
+    /// <summary>Starts <c>dotnet exec DLL serve</c>; with <paramref name="cpus"/> (a taskset list such as "0") under
+    /// <c>taskset -c</c>, so the runtime sizes its thread pool for those cores from the first instruction.</summary>
+    public static GatehouseProcess Start(string dll, string directory, string config, string logPath, string? cpus = null)
     {
-        var start = new ProcessStartInfo("dotnet", ["exec", dll, "serve", "--config", config])
+        string[] command = ["dotnet", "exec", dll, "serve", "--config", config];
+        var start = new ProcessStartInfo(cpus is null ? command[0] : "taskset", cpus is null ? command[1..] : ["-c", cpus, .. command])
         {
             WorkingDirectory = directory,
             RedirectStandardOutput = true,
