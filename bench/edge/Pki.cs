@@ -128,11 +128,7 @@ internal sealed class Pki : IDisposable
                 };
                 CryptographicOperations.ZeroMemory(pkcs8);
                 var site = new SiteDefinition { Id = host, Hosts = [host], Backends = [backend] };
-                transaction
-                    .If(StoreCondition.Absent(StoreKeys.Site(host)))
-                    .Put(StoreKeys.Site(host), CoreJson.Serialize(site))
-                    .Put(StoreKeys.HostClaim(host), Encoding.UTF8.GetBytes(host))
-                    .Put(StoreKeys.Certificate(host), CoreJson.Serialize(record));
+                SiteRepository.AddNew(transaction, site).Put(StoreKeys.Certificate(host), CoreJson.Serialize(record));
             }
 
             if (!(await store.CommitAsync(transaction, default)).Succeeded)

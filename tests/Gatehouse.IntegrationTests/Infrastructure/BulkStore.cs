@@ -40,11 +40,7 @@ public static class BulkStore
                 var host = Host(i);
                 var site = new SiteDefinition { Id = host, Hosts = [host], Backends = ["http://127.0.0.1:9"] };
                 var record = certificate.RecordFor(host, cipher);
-                transaction
-                    .If(StoreCondition.Absent(StoreKeys.Site(host)))
-                    .Put(StoreKeys.Site(host), CoreJson.Serialize(site))
-                    .Put(StoreKeys.HostClaim(host), Encoding.UTF8.GetBytes(host))
-                    .Put(StoreKeys.Certificate(host), CoreJson.Serialize(record));
+                SiteRepository.AddNew(transaction, site).Put(StoreKeys.Certificate(host), CoreJson.Serialize(record));
             }
 
             if (!(await store.CommitAsync(transaction, cancellationToken)).Succeeded)
