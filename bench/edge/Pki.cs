@@ -1,6 +1,5 @@
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
-using System.Text;
 using Gatehouse.Certificates;
 using Gatehouse.Keys;
 using Gatehouse.Sites;
