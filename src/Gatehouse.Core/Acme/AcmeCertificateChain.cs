@@ -41,10 +41,10 @@ public sealed record AcmeCertificateChain
     {
         chain = null!;
         var pem = Encoding.UTF8.GetString(response.Body);
-        var certificates = new X509Certificate2Collection();
         try
         {
-            certificates.ImportFromPem(pem);
+            // Read in managed code: the chain is loaded through OpenSSL where it is served, not on every download.
+            var certificates = CertificateFields.ReadPem(pem);
             if (certificates.Count == 0)
             {
                 return false;
@@ -55,7 +55,7 @@ public sealed record AcmeCertificateChain
                 Url = response.RequestUrl,
                 Pem = pem,
                 SerialNumber = certificates[0].SerialNumber,
-                RootIssuerName = certificates[^1].GetNameInfo(X509NameType.SimpleName, forIssuer: true),
+                RootIssuerName = certificates[^1].IssuerSimpleName,
                 AlternateUrls = AcmeHttpHeaders.Targets(response.Links, "alternate"),
             };
             return true;
@@ -63,13 +63,6 @@ public sealed record AcmeCertificateChain
         catch (System.Security.Cryptography.CryptographicException)
         {
             return false;
-        }
-        finally
-        {
-            foreach (var certificate in certificates)
-            {
-                certificate.Dispose();
-            }
         }
     }
 }

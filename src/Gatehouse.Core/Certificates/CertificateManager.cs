@@ -1,6 +1,5 @@
 using Gatehouse.Acme;
 using System.Security.Cryptography;
-using System.Security.Cryptography.X509Certificates;
 using Gatehouse.Keys;
 using Gatehouse.Sites;
 using Gatehouse.Storage;
@@ -475,15 +474,15 @@ public sealed class CertificateManager : BackgroundService
 
     private CertificateRecord Issued(CertificateDemand demand, string issuerName, IssuedChain chain, AsymmetricAlgorithm key, DateTimeOffset now)
     {
-        var certificates = new X509Certificate2Collection();
-        certificates.ImportFromPem(chain.ChainPem);
+        // Managed reading of the leaf's fields: the edge loads the chain through OpenSSL once, when it serves it.
+        var certificates = CertificateFields.ReadPem(chain.ChainPem);
         if (certificates.Count == 0)
         {
             throw new FormatException("the issuer returned no certificate");
         }
 
-        using var leaf = certificates[0];
-        if (!leaf.PublicKey.ExportSubjectPublicKeyInfo().AsSpan().SequenceEqual(key.ExportSubjectPublicKeyInfo()))
+        var leaf = certificates[0];
+        if (!leaf.SubjectPublicKeyInfo.Span.SequenceEqual(key.ExportSubjectPublicKeyInfo()))
         {
             throw new FormatException("the issued certificate is not for the key that was sent");
         }
@@ -499,14 +498,8 @@ public sealed class CertificateManager : BackgroundService
             CryptographicOperations.ZeroMemory(pkcs8);
         }
 
-        var notBefore = new DateTimeOffset(leaf.NotBefore.ToUniversalTime());
-        var notAfter = new DateTimeOffset(leaf.NotAfter.ToUniversalTime());
+        var (notBefore, notAfter) = (leaf.NotBefore.ToUniversalTime(), leaf.NotAfter.ToUniversalTime());
         CertificateLog.Issued(_logger, demand.Id, string.Join(",", demand.Names), issuerName, leaf.SerialNumber, notAfter);
-        for (var i = 1; i < certificates.Count; i++)
-        {
-            certificates[i].Dispose();
-        }
-
         return new CertificateRecord
         {
             Id = demand.Id,
