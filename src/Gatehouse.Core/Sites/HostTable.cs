@@ -17,24 +17,71 @@ public sealed class HostTable<T>
 
     /// <summary>Builds the table; a later duplicate of a name replaces an earlier one.</summary>
     public HostTable(IEnumerable<KeyValuePair<string, T>> entries)
+        : this(new Dictionary<string, T>(StringComparer.OrdinalIgnoreCase), new Dictionary<string, T>(StringComparer.OrdinalIgnoreCase))
     {
-        _exact = new Dictionary<string, T>(StringComparer.OrdinalIgnoreCase);
-        _wildcardParents = new Dictionary<string, T>(StringComparer.OrdinalIgnoreCase);
         foreach (var (host, value) in entries)
         {
-            if (HostName.IsWildcard(host))
+            var (table, name) = Slot(host);
+            if (table.TryGetValue(name, out var earlier) && !ReferenceEquals(earlier, value))
             {
-                _wildcardParents[host[2..]] = value;
+                HasConflicts = true;
             }
-            else
-            {
-                _exact[host] = value;
-            }
-        }
 
+            table[name] = value;
+        }
+    }
+
+    private HostTable(Dictionary<string, T> exact, Dictionary<string, T> wildcardParents)
+    {
+        _exact = exact;
+        _wildcardParents = wildcardParents;
         _exactBySpan = _exact.GetAlternateLookup<ReadOnlySpan<char>>();
         _wildcardBySpan = _wildcardParents.GetAlternateLookup<ReadOnlySpan<char>>();
     }
+
+    /// <summary>Whether two values claimed one name when the table was built (the later one holds it). Such a table
+    /// cannot be changed with <see cref="With"/>: which claim takes over a released name depends on all of them.</summary>
+    public bool HasConflicts { get; private init; }
+
+    /// <summary>
+    /// A copy of this table with the names of <paramref name="removed"/> released and those of <paramref name="added"/>
+    /// claimed, in time proportional to the table's size for the copy (a memory copy) plus the changes; the result
+    /// equals a table built from the entries after the change. Null when it cannot be: this table has conflicts, a
+    /// removed name is not held by the value given, or an added name is held by another value.
+    /// </summary>
+    public HostTable<T>? With(IEnumerable<KeyValuePair<string, T>> removed, IEnumerable<KeyValuePair<string, T>> added)
+    {
+        if (HasConflicts)
+        {
+            return null;
+        }
+
+        var changed = new HostTable<T>(new Dictionary<string, T>(_exact, _exact.Comparer), new Dictionary<string, T>(_wildcardParents, _wildcardParents.Comparer));
+        foreach (var (host, value) in removed)
+        {
+            var (table, name) = changed.Slot(host);
+            if (!table.TryGetValue(name, out var holder) || !ReferenceEquals(holder, value))
+            {
+                return null;
+            }
+
+            table.Remove(name);
+        }
+
+        foreach (var (host, value) in added)
+        {
+            var (table, name) = changed.Slot(host);
+            if (!table.TryAdd(name, value) && !ReferenceEquals(table[name], value))
+            {
+                return null;
+            }
+        }
+
+        return changed;
+    }
+
+    private (Dictionary<string, T> Table, string Name) Slot(string host) =>
+        HostName.IsWildcard(host) ? (_wildcardParents, host[2..]) : (_exact, host);
 
     /// <summary>How many names and wildcards the table holds.</summary>
     public int Count => _exact.Count + _wildcardParents.Count;

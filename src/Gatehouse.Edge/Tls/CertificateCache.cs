@@ -203,41 +203,92 @@ public sealed class CertificateCache
 
     /// <summary>Builds a new table from a snapshot of certificate records and swaps it in. Site certificates whose
     /// record content did not change keep their instance (and their prepared context); the others start unprepared,
-    /// and the replaced instances are left to the garbage collector (see docs/architecture.md).</summary>
+    /// and the replaced instances are left to the garbage collector (see docs/architecture.md). When the snapshot
+    /// names the keys that changed since the last one, only those are looked at (the tables are copied, not rebuilt).</summary>
     public void Apply(MirrorSnapshot<CertificateRecord> snapshot)
     {
         lock (_rebuild)
         {
             var previous = _table;
-            var sites = new Dictionary<string, ServedCertificate>(previous.ById.Count, StringComparer.Ordinal);
-            var internals = new Dictionary<string, InternalSlot>(previous.Internal.Count, StringComparer.Ordinal);
-            var names = new List<KeyValuePair<string, ServedCertificate>>(previous.NameCount);
-            foreach (var (key, item) in snapshot.Items)
+            var table = (snapshot.ChangedKeys is { } changed && previous.Revision > 0 ? ApplyChanges(previous, snapshot, changed) : null)
+                ?? Rebuild(previous, snapshot);
+            _table = table;
+            CertificateCacheLog.Swapped(_logger, table.ById.Count, table.Internal.Count, snapshot.Revision);
+        }
+    }
+
+    private Table Rebuild(Table previous, MirrorSnapshot<CertificateRecord> snapshot)
+    {
+        var sites = new Dictionary<string, ServedCertificate>(previous.ById.Count, StringComparer.Ordinal);
+        var internals = new Dictionary<string, InternalSlot>(previous.Internal.Count, StringComparer.Ordinal);
+        var names = new List<KeyValuePair<string, ServedCertificate>>(previous.NameCount);
+        foreach (var (key, item) in snapshot.Items)
+        {
+            var record = item.Value;
+            if (!record.HasChain)
             {
-                var record = item.Value;
-                if (!record.HasChain)
-                {
-                    continue;
-                }
-
-                if (record.IsInternal)
-                {
-                    internals[record.Id] = ApplyInternal(key, record, previous.Internal.GetValueOrDefault(record.Id));
-                    continue;
-                }
-
-                var known = previous.ById.GetValueOrDefault(record.Id);
-                var served = known is not null && known.TryAdopt(key, record) ? known : new ServedCertificate(key, record);
-                sites[record.Id] = served;
-                foreach (var name in served.Names)
-                {
-                    names.Add(new(name, served));
-                }
+                continue;
             }
 
-            _table = new Table(new HostTable<ServedCertificate>(names), sites, internals, names.Count, snapshot.Revision);
-            CertificateCacheLog.Swapped(_logger, sites.Count, internals.Count, snapshot.Revision);
+            if (record.IsInternal)
+            {
+                internals[record.Id] = ApplyInternal(key, record, previous.Internal.GetValueOrDefault(record.Id));
+                continue;
+            }
+
+            var known = previous.ById.GetValueOrDefault(record.Id);
+            var served = known is not null && known.TryAdopt(key, record) ? known : new ServedCertificate(key, record);
+            sites[record.Id] = served;
+            foreach (var name in served.Names)
+            {
+                names.Add(new(name, served));
+            }
         }
+
+        return new Table(new HostTable<ServedCertificate>(names), sites, internals, names.Count, snapshot.Revision);
+    }
+
+    /// <summary>The table with the changed site certificates replaced; null when only a rebuild gives the right table
+    /// (an internal certificate changed, a record is not at its id's key, or names are claimed twice).</summary>
+    private static Table? ApplyChanges(Table previous, MirrorSnapshot<CertificateRecord> snapshot, IReadOnlyCollection<string> changedKeys)
+    {
+        var sites = new Dictionary<string, ServedCertificate>(previous.ById, StringComparer.Ordinal);
+        var released = new List<KeyValuePair<string, ServedCertificate>>();
+        var claimed = new List<KeyValuePair<string, ServedCertificate>>();
+        foreach (var key in changedKeys)
+        {
+            var id = StoreKeys.IdOf(key, StoreKeys.CertificatesPrefix);
+            var record = snapshot.Items.TryGetValue(key, out var item) ? item.Value : null;
+            if (id.StartsWith('_') || (record is not null && record.Id != id))
+            {
+                return null;
+            }
+
+            var known = sites.GetValueOrDefault(id);
+            var served = record is { HasChain: true } && known is not null && known.TryAdopt(key, record) ? known
+                : record is { HasChain: true } ? new ServedCertificate(key, record)
+                : null;
+            if (ReferenceEquals(served, known))
+            {
+                continue;
+            }
+
+            if (known is not null)
+            {
+                sites.Remove(id);
+                released.AddRange(known.Names.Select(name => KeyValuePair.Create(name, known)));
+            }
+
+            if (served is not null)
+            {
+                sites[id] = served;
+                claimed.AddRange(served.Names.Select(name => KeyValuePair.Create(name, served)));
+            }
+        }
+
+        return previous.Names.With(released, claimed) is { } names
+            ? new Table(names, sites, previous.Internal, previous.NameCount - released.Count + claimed.Count, snapshot.Revision)
+            : null;
     }
 
     /// <summary>Prepares a changed internal certificate now; keeps serving the previous one when it cannot be.</summary>

@@ -187,6 +187,64 @@ public sealed class CertificateCacheTests : IDisposable
         Assert.Single(_log.Errors);
     }
 
+    [Fact]
+    public async Task Apply_SnapshotWithChangedKeys_UpdatesOnlyThoseAndEndsWhereARebuildEnds()
+    {
+        var kept = Record("kept.bulk.test");
+        var replaced = Record("replaced.bulk.test");
+        var removed = Record("removed.bulk.test");
+        _cache.Apply(Snapshot([kept, replaced, removed], revision: 1));
+        await HandshakeAsync("kept.bulk.test");
+        Assert.True(_cache.TryMatch("kept.bulk.test", out var keptInstance));
+        Assert.True(_cache.TryMatch("replaced.bulk.test", out var replacedInstance));
+
+        // A status-only update, a new key for one site, one site added and one deleted, named as the changed keys.
+        var added = Record("added.bulk.test");
+        var renewed = Record("replaced.bulk.test");
+        var after = Snapshot([kept with { Status = CertificateStatus.Failing }, renewed, added], revision: 2) with
+        {
+            ChangedKeys = [.. new[] { kept, replaced, removed, added }.Select(r => StoreKeys.Certificate(r.Id))],
+        };
+        _cache.Apply(after);
+
+        Assert.True(_cache.TryMatch("kept.bulk.test", out var keptNow));
+        Assert.Same(keptInstance, keptNow);
+        Assert.True(_cache.TryMatch("replaced.bulk.test", out var replacedNow));
+        Assert.NotSame(replacedInstance, replacedNow);
+        Assert.Same(renewed, replacedNow.Record);
+        Assert.True(_cache.TryMatch("added.bulk.test", out _));
+        Assert.False(_cache.TryMatch("removed.bulk.test", out _));
+        Assert.Equal(3, _cache.Count);
+        Assert.Equal(2, _cache.Revision);
+        Assert.Equal("CN=*.bulk.test", (await HandshakeAsync("added.bulk.test")).Subject);
+
+        // The same snapshot applied to an empty cache (a full rebuild) serves the same names with the same records.
+        var rebuilt = new CertificateCache(_cipher, new CollectingLogger<CertificateCache>());
+        rebuilt.Apply(after with { ChangedKeys = null });
+        foreach (var name in new[] { "kept.bulk.test", "replaced.bulk.test", "added.bulk.test", "removed.bulk.test" })
+        {
+            Assert.Equal(rebuilt.TryMatch(name, out var expected), _cache.TryMatch(name, out var actual));
+            Assert.Same(expected?.Record, actual?.Record);
+        }
+    }
+
+    [Fact]
+    public void Apply_ChangedKeys_WithANameClaimedTwice_GivesWhatARebuildGives()
+    {
+        // Two records claim one name: the later key holds it; when it goes, the earlier one holds it again.
+        var first = Record("dup.bulk.test", id: "a-site");
+        var second = Record("dup.bulk.test", id: "b-site");
+        _cache.Apply(Snapshot([first], revision: 1));
+        _cache.Apply(Snapshot([first, second], revision: 2) with { ChangedKeys = [StoreKeys.Certificate("b-site")] });
+        Assert.True(_cache.TryMatch("dup.bulk.test", out var holder));
+        Assert.Same(second, holder.Record);
+
+        _cache.Apply(Snapshot([first], revision: 3) with { ChangedKeys = [StoreKeys.Certificate("b-site")] });
+        Assert.True(_cache.TryMatch("dup.bulk.test", out holder));
+        Assert.Same(first, holder.Record);
+        Assert.Equal(1, _cache.Count);
+    }
+
     private CertificateRecord Record(string name, string? id = null) => _chain.RecordFor(name, _cipher, id);
 
     private static MirrorSnapshot<CertificateRecord> Snapshot(IEnumerable<CertificateRecord> records, long revision) =>

@@ -39,4 +39,37 @@ public sealed class HostTableTests
     {
         Assert.False(Table.TryMatch(name, out _));
     }
+
+    [Fact]
+    public void With_ReleasesAndClaimsNames_LikeATableBuiltFromTheResult()
+    {
+        var changed = Table.With(
+            [new("www.example.com", "www"), new("*.b.example.com", "wild-b")],
+            [new("new.example.com", "new"), new("*.c.example.com", "wild-c")]);
+
+        Assert.NotNull(changed);
+        Assert.Equal(Table.Count, changed.Count);
+        Assert.True(changed.TryMatch("new.example.com", out var value));
+        Assert.Equal("new", value);
+        Assert.True(changed.TryMatch("a.c.example.com", out value));
+        Assert.Equal("wild-c", value);
+        Assert.True(changed.TryMatch("www.example.com", out value));
+        Assert.Equal("wild", value); // released: the wildcard covers it now
+        Assert.False(changed.TryMatch("a.b.example.com", out _)); // one level only: *.example.com does not cover it
+        Assert.True(Table.TryMatch("www.example.com", out value)); // the original is unchanged
+        Assert.Equal("www", value);
+    }
+
+    [Fact]
+    public void With_ANameHeldByAnotherValue_OrATableWithConflicts_IsNull()
+    {
+        Assert.Null(Table.With([new("www.example.com", "not-www")], []));
+        Assert.Null(Table.With([], [new("EXAMPLE.com", "another-apex")]));
+        Assert.NotNull(Table.With([], [new("example.com", "apex")])); // claiming a name again with its own value is no change
+
+        var conflicting = new HostTable<string>([new("a.example.com", "one"), new("a.example.com", "two")]);
+        Assert.True(conflicting.HasConflicts);
+        Assert.False(Table.HasConflicts);
+        Assert.Null(conflicting.With([], [new("b.example.com", "three")]));
+    }
 }
