@@ -19,50 +19,77 @@ namespace Gatehouse.Edge.Tls;
 public sealed class SiteTlsPolicies(ILogger<SiteTlsPolicies> logger)
 {
     private volatile Dictionary<string, SiteTls> _bySite = new(StringComparer.Ordinal);
+    private bool _built; // a snapshot has been applied: the next one's changed keys are relative to it
 
     /// <summary>The policy of site <paramref name="siteId"/>; false for sites with neither client auth nor HSTS.</summary>
     public bool TryGet(string siteId, [System.Diagnostics.CodeAnalysis.MaybeNullWhen(false)] out SiteTls policy) =>
         _bySite.TryGetValue(siteId, out policy);
 
-    /// <summary>Compiles the policies of a snapshot of sites and swaps them in (the site mirror's loop).</summary>
+    /// <summary>Compiles the policies of a snapshot of sites and swaps them in (the site mirror's loop). When the
+    /// snapshot names the keys that changed since the last one, only those sites are compiled again.</summary>
     public void Apply(MirrorSnapshot<SiteDefinition> snapshot)
     {
         var previous = _bySite;
-        var next = new Dictionary<string, SiteTls>(StringComparer.Ordinal);
-        foreach (var (_, item) in snapshot.Items)
+        Dictionary<string, SiteTls> next;
+        if (snapshot.ChangedKeys is { } changed && _built)
         {
-            var site = item.Value;
-            if (!site.Mode.TerminatesTls())
+            next = new Dictionary<string, SiteTls>(previous, StringComparer.Ordinal);
+            foreach (var key in changed)
             {
-                continue;
+                var id = StoreKeys.IdOf(key, StoreKeys.SitesPrefix);
+                next.Remove(id);
+                if (snapshot.Items.TryGetValue(key, out var item) && item.Value.Id == id && Compile(item.Value, previous) is { } compiled)
+                {
+                    next[id] = compiled;
+                }
             }
-
-            var hsts = HstsPolicy.For(site);
-            if (site.ClientAuth is null && !hsts.Enabled)
+        }
+        else
+        {
+            next = new Dictionary<string, SiteTls>(StringComparer.Ordinal);
+            foreach (var (_, item) in snapshot.Items)
             {
-                continue;
-            }
-
-            if (previous.TryGetValue(site.Id, out var known) && ClientAuthPolicy.Same(known.ClientAuth?.Policy, site.ClientAuth) && known.Hsts == hsts)
-            {
-                next[site.Id] = known;
-                continue;
-            }
-
-            try
-            {
-                next[site.Id] = new SiteTls(site.Id, site.ClientAuth is { } policy ? new ClientCertificateValidator(site.Id, policy, logger) : null, hsts);
-            }
-            catch (CryptographicException ex)
-            {
-                // The validator checked the bundle; a record written around it must not stop every other site. A site
-                // that asks for client certificates and whose bundle cannot be read is refused, never served open.
-                SiteTlsLog.BadClientCa(logger, site.Id, ex.Message);
-                next[site.Id] = new SiteTls(site.Id, ClientCertificateValidator.Unusable(site.Id, site.ClientAuth!, logger), hsts);
+                if (Compile(item.Value, previous) is { } compiled)
+                {
+                    next[item.Value.Id] = compiled;
+                }
             }
         }
 
         _bySite = next;
+        _built = true;
+    }
+
+    /// <summary>The site's compiled policy (the known instance when it did not change); null when it has none.</summary>
+    private SiteTls? Compile(SiteDefinition site, Dictionary<string, SiteTls> previous)
+    {
+        if (!site.Mode.TerminatesTls())
+        {
+            return null;
+        }
+
+        var hsts = HstsPolicy.For(site);
+        if (site.ClientAuth is null && !hsts.Enabled)
+        {
+            return null;
+        }
+
+        if (previous.TryGetValue(site.Id, out var known) && ClientAuthPolicy.Same(known.ClientAuth?.Policy, site.ClientAuth) && known.Hsts == hsts)
+        {
+            return known;
+        }
+
+        try
+        {
+            return new SiteTls(site.Id, site.ClientAuth is { } policy ? new ClientCertificateValidator(site.Id, policy, logger) : null, hsts);
+        }
+        catch (CryptographicException ex)
+        {
+            // The validator checked the bundle; a record written around it must not stop every other site. A site
+            // that asks for client certificates and whose bundle cannot be read is refused, never served open.
+            SiteTlsLog.BadClientCa(logger, site.Id, ex.Message);
+            return new SiteTls(site.Id, ClientCertificateValidator.Unusable(site.Id, site.ClientAuth!, logger), hsts);
+        }
     }
 }
 
