@@ -74,7 +74,10 @@ public sealed record CertificateRecord
     /// <summary>Whether this is one of Gatehouse's own certificates (id starting with '_', never a host name), which
     /// the edge does not serve by SNI and the API does not list.</summary>
     [JsonIgnore]
-    public bool IsInternal => Id.StartsWith('_');
+    public bool IsInternal => IsInternalId(Id);
+
+    /// <summary>Whether <paramref name="id"/> names an internal certificate (site ids are host names, never starting with '_').</summary>
+    public static bool IsInternalId(string id) => id.StartsWith('_');
 
     /// <summary>Whether a servable chain and key exist.</summary>
     [JsonIgnore]

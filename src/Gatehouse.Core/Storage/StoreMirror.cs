@@ -44,7 +44,8 @@ public sealed class StoreMirror<T>
     public Task Loaded => _loaded.Task;
 
     /// <summary>Registers a callback invoked (on the mirror's loop, one at a time) with every new snapshot, and once
-    /// right away if a snapshot is already loaded.</summary>
+    /// right away if a snapshot is already loaded. That first call carries no <see cref="MirrorSnapshot{T}.ChangedKeys"/>
+    /// (its delta is relative to a snapshot this subscriber never saw), so a subscriber can trust every delta it gets.</summary>
     public void Subscribe(Action<MirrorSnapshot<T>> onChange)
     {
         // Under the publish lock: the new subscriber gets the current snapshot before any newer one.
@@ -53,7 +54,7 @@ public sealed class StoreMirror<T>
             _subscribers.Add(onChange);
             if (_loaded.Task.IsCompleted)
             {
-                onChange(_current);
+                onChange(_current with { ChangedKeys = null });
             }
         }
     }
@@ -198,8 +199,8 @@ public sealed record MirrorItem<T>(T Value, long ModRevision);
 /// <summary>Everything under a prefix as of <paramref name="Revision"/>.</summary>
 /// <param name="Items">The values by key.</param>
 /// <param name="Revision">The store revision this snapshot reflects.</param>
-/// <param name="ChangedKeys">The keys put or deleted since the previous snapshot, so subscribers can work on what
-/// changed only; null after a (re)load, when anything may have changed.</param>
+/// <param name="ChangedKeys">The keys put or deleted since the previous snapshot the subscriber received, so it can work
+/// on what changed only; null after a (re)load and on a subscriber's first snapshot, when anything may have changed.</param>
 public sealed record MirrorSnapshot<T>(ImmutableSortedDictionary<string, MirrorItem<T>> Items, long Revision, IReadOnlyCollection<string>? ChangedKeys = null);
 
 internal static partial class StoreMirrorLog

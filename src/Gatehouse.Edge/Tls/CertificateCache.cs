@@ -210,7 +210,7 @@ public sealed class CertificateCache
         lock (_rebuild)
         {
             var previous = _table;
-            var table = (snapshot.ChangedKeys is { } changed && previous.Revision > 0 ? ApplyChanges(previous, snapshot, changed) : null)
+            var table = (snapshot.ChangedKeys is { } changed ? ApplyChanges(previous, snapshot, changed) : null)
                 ?? Rebuild(previous, snapshot);
             _table = table;
             CertificateCacheLog.Swapped(_logger, table.ById.Count, table.Internal.Count, snapshot.Revision);
@@ -259,7 +259,7 @@ public sealed class CertificateCache
         {
             var id = StoreKeys.IdOf(key, StoreKeys.CertificatesPrefix);
             var record = snapshot.Items.TryGetValue(key, out var item) ? item.Value : null;
-            if (id.StartsWith('_') || (record is not null && record.Id != id))
+            if (CertificateRecord.IsInternalId(id) || (record is not null && record.Id != id))
             {
                 return null;
             }

@@ -19,7 +19,6 @@ namespace Gatehouse.Edge.Tls;
 public sealed class SiteTlsPolicies(ILogger<SiteTlsPolicies> logger)
 {
     private volatile Dictionary<string, SiteTls> _bySite = new(StringComparer.Ordinal);
-    private bool _built; // a snapshot has been applied: the next one's changed keys are relative to it
 
     /// <summary>The policy of site <paramref name="siteId"/>; false for sites with neither client auth nor HSTS.</summary>
     public bool TryGet(string siteId, [System.Diagnostics.CodeAnalysis.MaybeNullWhen(false)] out SiteTls policy) =>
@@ -31,7 +30,7 @@ public sealed class SiteTlsPolicies(ILogger<SiteTlsPolicies> logger)
     {
         var previous = _bySite;
         Dictionary<string, SiteTls> next;
-        if (snapshot.ChangedKeys is { } changed && _built)
+        if (snapshot.ChangedKeys is { } changed)
         {
             next = new Dictionary<string, SiteTls>(previous, StringComparer.Ordinal);
             foreach (var key in changed)
@@ -57,7 +56,6 @@ public sealed class SiteTlsPolicies(ILogger<SiteTlsPolicies> logger)
         }
 
         _bySite = next;
-        _built = true;
     }
 
     /// <summary>The site's compiled policy (the known instance when it did not change); null when it has none.</summary>
