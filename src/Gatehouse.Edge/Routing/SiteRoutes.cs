@@ -13,7 +13,9 @@ namespace Gatehouse.Edge.Routing;
 /// for all sites (X-Forwarded-* set from the connection and never trusted from the client); the cluster is chosen
 /// by host in the proxy pipeline, not by ASP.NET routing, whose host matching builds its matcher in time quadratic
 /// in the number of hosts (about 8 s for 10,000 sites, more than 5 minutes for 100,000), on the first request and
-/// after every change. Rebuilt when the sites change; YARP picks up the new config through its change token.
+/// after every change. When the sites change, only the changed ones are routed again (all of them when the store
+/// mirror does not name them, see <see cref="MirrorSnapshot{T}.ChangedKeys"/>); YARP picks up the new config through
+/// its change token.
 /// </summary>
 public sealed class SiteRoutes : IProxyConfigProvider
 {
@@ -35,9 +37,11 @@ public sealed class SiteRoutes : IProxyConfigProvider
         ],
     };
 
+    private static readonly IReadOnlyList<RouteConfig> EdgeRoutes = [EdgeRoute];
+
     private static readonly ClusterConfig UnassignedCluster = new() { ClusterId = UnassignedClusterId, Destinations = new Dictionary<string, DestinationConfig>() };
 
-    private volatile Snapshot _current = new([EdgeRoute], [UnassignedCluster], new(StringComparer.Ordinal), new HostTable<RoutedSite>([]), new(StringComparer.Ordinal), new CancellationTokenSource()) { Reencrypt = new(StringComparer.Ordinal) };
+    private volatile Snapshot _current = new([UnassignedCluster], new(StringComparer.Ordinal), new HostTable<RoutedSite>([]));
 
     /// <summary>Finds the site that serves <paramref name="host"/>.</summary>
     public bool TryMatchSite(ReadOnlySpan<char> host, [System.Diagnostics.CodeAnalysis.MaybeNullWhen(false)] out SiteDefinition site)
@@ -56,81 +60,134 @@ public sealed class SiteRoutes : IProxyConfigProvider
 
     /// <summary>Finds the re-encrypt site whose cluster is <paramref name="clusterId"/> (the site id), for the client
     /// factory that sets up its backend TLS.</summary>
-    internal bool TryGetReencryptSite(string clusterId, [System.Diagnostics.CodeAnalysis.MaybeNullWhen(false)] out SiteDefinition site) =>
-        _current.Reencrypt.TryGetValue(clusterId, out site);
+    internal bool TryGetReencryptSite(string clusterId, [System.Diagnostics.CodeAnalysis.MaybeNullWhen(false)] out SiteDefinition site)
+    {
+        site = _current.Sites.TryGetValue(clusterId, out var routed) && routed.Definition.Mode == SiteMode.Reencrypt ? routed.Definition : null;
+        return site is not null;
+    }
 
-    /// <summary>Builds clusters and the host table for a snapshot of sites and swaps them in.</summary>
+    /// <summary>Swaps in clusters and the host table for a snapshot of sites: only the sites it names as changed
+    /// when it names them (and the table allows), otherwise all of them.</summary>
     public void Apply(MirrorSnapshot<SiteDefinition> snapshot)
     {
-        var clusters = new List<ClusterConfig>(snapshot.Items.Count + 1) { UnassignedCluster };
-        var hosts = new List<KeyValuePair<string, RoutedSite>>();
         var previous = _current;
-        var passthrough = new Dictionary<string, PassthroughSite>(StringComparer.Ordinal);
-        var byId = new Dictionary<string, ClusterConfig>(snapshot.Items.Count, StringComparer.Ordinal);
-        var reencrypt = new Dictionary<string, SiteDefinition>(StringComparer.Ordinal);
+        _current = (snapshot.ChangedKeys is { } changed ? ApplyChanges(previous, snapshot, changed) : null) ?? Rebuild(previous, snapshot);
+        previous.Replaced();
+    }
+
+    private static Snapshot Rebuild(Snapshot previous, MirrorSnapshot<SiteDefinition> snapshot)
+    {
+        var sites = new Dictionary<string, RoutedSite>(snapshot.Items.Count, StringComparer.Ordinal);
+        var clusters = new List<ClusterConfig>(snapshot.Items.Count + 1) { UnassignedCluster };
+        var hosts = new List<KeyValuePair<string, RoutedSite>>(snapshot.Items.Count);
         foreach (var (_, item) in snapshot.Items)
         {
-            var site = item.Value;
-            if (site.Mode == SiteMode.Passthrough)
+            if (Route(item.Value, previous.Sites.GetValueOrDefault(item.Value.Id)) is not { } routed)
             {
-                // No YARP cluster: the SNI gate relays its connections. An unchanged site keeps its backends' state.
-                if (!previous.Passthrough.TryGetValue(site.Id, out var relayed) || !relayed.Definition.SameAs(site))
-                {
-                    // Backends are validated before they are stored; a record written around the validator is not
-                    // served rather than allowed to stop every other site's routing.
-                    try
-                    {
-                        relayed = new PassthroughSite(site);
-                    }
-                    catch (ArgumentException)
-                    {
-                        continue;
-                    }
-                }
-
-                passthrough[site.Id] = relayed;
-                var route = new RoutedSite(site, relayed);
-                foreach (var host in site.Hosts)
-                {
-                    hosts.Add(new(host, route));
-                }
-
                 continue;
             }
 
-            // A site whose backends did not change keeps its cluster config instance, which YARP sees as unchanged
-            // at once.
-            var health = BackendHealth.ConfigOf(site.HealthCheck);
-            var metadata = BackendHealth.MetadataOf(site);
-            if (site.Mode == SiteMode.Reencrypt)
+            sites[routed.Definition.Id] = routed;
+            if (routed.Cluster is { } cluster)
             {
-                reencrypt[site.Id] = site;
+                clusters.Add(cluster);
             }
 
-            if (!previous.ClustersById.TryGetValue(site.Id, out var cluster) || !SameBackends(cluster, site, metadata)
-                || !Equals(cluster.HealthCheck, health) || !BackendHealth.SameMetadata(cluster.Metadata, metadata))
-            {
-                var destinations = new Dictionary<string, DestinationConfig>(StringComparer.Ordinal);
-                for (var i = 0; i < site.Backends.Count; i++)
-                {
-                    destinations[BackendHealth.DestinationId(i, metadata)] = new DestinationConfig { Address = site.Backends[i] };
-                }
+            hosts.AddRange(HostsOf(routed));
+        }
 
-                cluster = new ClusterConfig { ClusterId = site.Id, LoadBalancingPolicy = LoadBalancingPolicies.RoundRobin, Destinations = destinations, HealthCheck = health, Metadata = metadata };
+        return new Snapshot(clusters, sites, new HostTable<RoutedSite>(hosts));
+    }
+
+    /// <summary>The previous routes with the changed sites replaced; null when only a rebuild gives the right routes
+    /// (a site is not at its id's key, or host names are claimed twice).</summary>
+    private static Snapshot? ApplyChanges(Snapshot previous, MirrorSnapshot<SiteDefinition> snapshot, IReadOnlyCollection<string> changedKeys)
+    {
+        var sites = new Dictionary<string, RoutedSite>(previous.Sites, StringComparer.Ordinal);
+        var released = new List<KeyValuePair<string, RoutedSite>>();
+        var claimed = new List<KeyValuePair<string, RoutedSite>>();
+        foreach (var key in changedKeys)
+        {
+            var id = StoreKeys.IdOf(key, StoreKeys.SitesPrefix);
+            var site = snapshot.Items.TryGetValue(key, out var item) ? item.Value : null;
+            if (site is not null && site.Id != id)
+            {
+                return null;
             }
 
-            clusters.Add(cluster);
-            byId[site.Id] = cluster;
-            var offload = new RoutedSite(site, null);
-            foreach (var host in site.Hosts)
+            if (sites.Remove(id, out var known))
             {
-                hosts.Add(new(host, offload));
+                released.AddRange(HostsOf(known));
+            }
+
+            if (site is not null && Route(site, known) is { } routed)
+            {
+                sites[id] = routed;
+                claimed.AddRange(HostsOf(routed));
             }
         }
 
-        _current = new Snapshot([EdgeRoute], clusters, byId, new HostTable<RoutedSite>(hosts), passthrough, new CancellationTokenSource()) { Reencrypt = reencrypt };
-        previous.Changed.Cancel();
+        if (previous.Hosts.With(released, claimed) is not { } hosts)
+        {
+            return null;
+        }
+
+        var clusters = new List<ClusterConfig>(sites.Count + 1) { UnassignedCluster };
+        foreach (var routed in sites.Values)
+        {
+            if (routed.Cluster is { } cluster)
+            {
+                clusters.Add(cluster);
+            }
+        }
+
+        return new Snapshot(clusters, sites, hosts);
     }
+
+    /// <summary>How the edge serves one site: a passthrough site gets the backends the SNI gate relays to (kept from
+    /// <paramref name="known"/> when unchanged, so their state survives), any other a YARP cluster (the same instance
+    /// when its backends did not change, which YARP sees as unchanged at once). Null when a passthrough site's
+    /// backends are invalid: backends are validated before they are stored, and a record written around the validator
+    /// is not served rather than allowed to stop every other site's routing.</summary>
+    private static RoutedSite? Route(SiteDefinition site, RoutedSite? known)
+    {
+        if (site.Mode == SiteMode.Passthrough)
+        {
+            var relayed = known?.Passthrough;
+            if (relayed is null || !relayed.Definition.SameAs(site))
+            {
+                try
+                {
+                    relayed = new PassthroughSite(site);
+                }
+                catch (ArgumentException)
+                {
+                    return null;
+                }
+            }
+
+            return new RoutedSite(site, relayed);
+        }
+
+        var health = BackendHealth.ConfigOf(site.HealthCheck);
+        var metadata = BackendHealth.MetadataOf(site);
+        var cluster = known?.Cluster;
+        if (cluster is null || !SameBackends(cluster, site, metadata) || !Equals(cluster.HealthCheck, health) || !BackendHealth.SameMetadata(cluster.Metadata, metadata))
+        {
+            var destinations = new Dictionary<string, DestinationConfig>(StringComparer.Ordinal);
+            for (var i = 0; i < site.Backends.Count; i++)
+            {
+                destinations[BackendHealth.DestinationId(i, metadata)] = new DestinationConfig { Address = site.Backends[i] };
+            }
+
+            cluster = new ClusterConfig { ClusterId = site.Id, LoadBalancingPolicy = LoadBalancingPolicies.RoundRobin, Destinations = destinations, HealthCheck = health, Metadata = metadata };
+        }
+
+        return new RoutedSite(site, null) { Cluster = cluster };
+    }
+
+    private static IEnumerable<KeyValuePair<string, RoutedSite>> HostsOf(RoutedSite routed) =>
+        routed.Definition.Hosts.Select(host => KeyValuePair.Create(host, routed));
 
     private static bool SameBackends(ClusterConfig cluster, SiteDefinition site, IReadOnlyDictionary<string, string>? metadata)
     {
@@ -151,24 +208,28 @@ public sealed class SiteRoutes : IProxyConfigProvider
         return true;
     }
 
-    private sealed class Snapshot(IReadOnlyList<RouteConfig> routes, IReadOnlyList<ClusterConfig> clusters, Dictionary<string, ClusterConfig> clustersById, HostTable<RoutedSite> hosts, Dictionary<string, PassthroughSite> passthrough, CancellationTokenSource changed) : IProxyConfig
+    /// <summary>One set of routes. <paramref name="changed"/> is cancelled, never disposed: YARP may still hold this
+    /// snapshot's change token when a newer one replaces it.</summary>
+    private sealed class Snapshot(IReadOnlyList<ClusterConfig> clusters, Dictionary<string, RoutedSite> sites, HostTable<RoutedSite> hosts, CancellationTokenSource changed) : IProxyConfig
     {
-        public Dictionary<string, ClusterConfig> ClustersById { get; } = clustersById;
+        public Snapshot(IReadOnlyList<ClusterConfig> clusters, Dictionary<string, RoutedSite> sites, HostTable<RoutedSite> hosts)
+            : this(clusters, sites, hosts, new CancellationTokenSource())
+        {
+        }
 
-        public IReadOnlyList<RouteConfig> Routes { get; } = routes;
+        public IReadOnlyList<RouteConfig> Routes => EdgeRoutes;
 
         public IReadOnlyList<ClusterConfig> Clusters { get; } = clusters;
 
         public IChangeToken ChangeToken { get; } = new CancellationChangeToken(changed.Token);
 
+        /// <summary>The sites served, by id (= cluster id).</summary>
+        public Dictionary<string, RoutedSite> Sites { get; } = sites;
+
         public HostTable<RoutedSite> Hosts { get; } = hosts;
 
-        public Dictionary<string, PassthroughSite> Passthrough { get; } = passthrough;
-
-        public CancellationTokenSource Changed { get; } = changed;
-
-        /// <summary>The re-encrypt sites by id (= cluster id).</summary>
-        public required Dictionary<string, SiteDefinition> Reencrypt { get; init; }
+        /// <summary>Tells YARP that a newer snapshot replaced this one.</summary>
+        public void Replaced() => changed.Cancel();
     }
 }
 
@@ -180,4 +241,7 @@ public sealed class RoutedSite(SiteDefinition definition, PassthroughSite? passt
 
     /// <summary>Set when the site is a passthrough site.</summary>
     public PassthroughSite? Passthrough { get; } = passthrough;
+
+    /// <summary>The site's YARP cluster, when the site is not a passthrough site.</summary>
+    internal ClusterConfig? Cluster { get; init; }
 }

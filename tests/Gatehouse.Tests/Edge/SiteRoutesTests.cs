@@ -1,0 +1,107 @@
+using System.Collections.Immutable;
+using Gatehouse.Edge.Routing;
+using Gatehouse.Sites;
+using Gatehouse.Storage;
+
+namespace Gatehouse.Tests.Edge;
+
+public sealed class SiteRoutesTests
+{
+    [Fact]
+    public void Apply_SnapshotWithChangedKeys_RoutesOnlyThose_AndEndsWhereARebuildEnds()
+    {
+        var routes = new SiteRoutes();
+        var kept = Site("kept.test");
+        var relayed = Site("relayed.test", SiteMode.Passthrough, "tcp://127.0.0.1:9");
+        var dropped = Site("dropped.test");
+        var changed = Site("changed.test");
+        var secure = Site("secure.test", SiteMode.Reencrypt, "https://127.0.0.1:9");
+        routes.Apply(Snapshot(kept, relayed, dropped, changed, secure));
+        var keptCluster = ClusterOf(routes, "kept.test");
+        Assert.True(routes.TryMatchRoute("relayed.test", out var relayedBefore));
+        Assert.True(routes.TryMatchRoute("kept.test", out var keptBefore));
+        var changeToken = routes.GetConfig().ChangeToken;
+
+        var after = Snapshot(kept, relayed, changed with { Backends = ["http://127.0.0.1:10", "http://127.0.0.1:11"] }, secure, Site("added.test") with { Hosts = ["added.test", "*.added.test"] }) with
+        {
+            ChangedKeys = [StoreKeys.Site("dropped.test"), StoreKeys.Site("changed.test"), StoreKeys.Site("added.test")],
+        };
+        routes.Apply(after);
+
+        Assert.True(changeToken.HasChanged);
+        Assert.True(routes.TryMatchRoute("kept.test", out var keptAfter));
+        Assert.Same(keptBefore, keptAfter); // not routed again: only the changed sites were
+        Assert.Same(keptCluster, ClusterOf(routes, "kept.test")); // YARP sees an unchanged site's cluster as unchanged
+        Assert.True(routes.TryMatchRoute("relayed.test", out var relayedAfter));
+        Assert.Same(relayedBefore.Passthrough, relayedAfter.Passthrough); // its backends' state is kept
+        Assert.False(routes.TryMatchSite("dropped.test", out _));
+        Assert.Equal(2, ClusterOf(routes, "changed.test").Destinations!.Count);
+        Assert.True(routes.TryMatchSite("www.added.test", out var wildcard));
+        Assert.Equal("added.test", wildcard.Id);
+        Assert.True(routes.TryGetReencryptSite("secure.test", out _));
+        Assert.False(routes.TryGetReencryptSite("kept.test", out _));
+
+        var rebuilt = new SiteRoutes();
+        rebuilt.Apply(after with { ChangedKeys = null });
+        AssertSameRoutes(rebuilt, routes, "kept.test", "relayed.test", "dropped.test", "changed.test", "secure.test", "added.test", "x.added.test");
+    }
+
+    [Fact]
+    public void Apply_ChangedSiteClaimsAnotherSitesName_RoutesAsARebuildWould_UntilTheClaimIsReleased()
+    {
+        var routes = new SiteRoutes();
+        var first = Site("a.test") with { Hosts = ["a.test", "shared.test"] };
+        routes.Apply(Snapshot(first));
+
+        var second = Site("b.test") with { Hosts = ["b.test", "shared.test"] };
+        var claimed = Snapshot(first, second) with { ChangedKeys = [StoreKeys.Site("b.test")] };
+        routes.Apply(claimed);
+        var rebuilt = new SiteRoutes();
+        rebuilt.Apply(claimed with { ChangedKeys = null });
+        AssertSameRoutes(rebuilt, routes, "a.test", "b.test", "shared.test");
+
+        var released = Snapshot(first, second with { Hosts = ["b.test"] }) with { ChangedKeys = [StoreKeys.Site("b.test")] };
+        routes.Apply(released);
+        Assert.True(routes.TryMatchSite("shared.test", out var holder));
+        Assert.Equal("a.test", holder.Id);
+    }
+
+    [Fact]
+    public void Apply_InvalidPassthroughBackends_LeaveThatSiteOut_AndRouteTheOthers()
+    {
+        var routes = new SiteRoutes();
+        routes.Apply(Snapshot(Site("ok.test")));
+        var broken = Site("broken.test", SiteMode.Passthrough, "not a backend");
+        routes.Apply(Snapshot(Site("ok.test"), broken) with { ChangedKeys = [StoreKeys.Site("broken.test")] });
+
+        Assert.False(routes.TryMatchSite("broken.test", out _));
+        Assert.True(routes.TryMatchSite("ok.test", out _));
+    }
+
+    private static void AssertSameRoutes(SiteRoutes expected, SiteRoutes actual, params string[] hosts)
+    {
+        foreach (var host in hosts)
+        {
+            Assert.Equal(expected.TryMatchRoute(host, out var want), actual.TryMatchRoute(host, out var got));
+            Assert.Equal(want?.Definition, got?.Definition);
+            Assert.Equal(want?.Passthrough is null, got?.Passthrough is null);
+        }
+
+        Assert.Equal(Describe(expected), Describe(actual));
+    }
+
+    private static string[] Describe(SiteRoutes routes) =>
+        routes.GetConfig().Clusters
+            .Select(c => $"{c.ClusterId}: {string.Join(", ", c.Destinations!.OrderBy(d => d.Key, StringComparer.Ordinal).Select(d => $"{d.Key}={d.Value.Address}"))}")
+            .Order(StringComparer.Ordinal)
+            .ToArray();
+
+    private static Yarp.ReverseProxy.Configuration.ClusterConfig ClusterOf(SiteRoutes routes, string id) =>
+        Assert.Single(routes.GetConfig().Clusters, c => c.ClusterId == id);
+
+    private static SiteDefinition Site(string host, SiteMode mode = SiteMode.Offload, string backend = "http://127.0.0.1:9") =>
+        new() { Id = host, Hosts = [host], Backends = [backend], Mode = mode };
+
+    private static MirrorSnapshot<SiteDefinition> Snapshot(params SiteDefinition[] sites) =>
+        new(ImmutableSortedDictionary.CreateRange(StringComparer.Ordinal, sites.Select(s => KeyValuePair.Create(StoreKeys.Site(s.Id), new MirrorItem<SiteDefinition>(s, 1)))), 1);
+}
