@@ -107,4 +107,35 @@ public sealed class SqliteStoreContractTests : StoreContractTests, IDisposable
         await PutAsync("/gatehouse/v1/test/wal", "1");
         Assert.True(File.Exists(Path.Combine(_directory.Path, "store.db-wal")));
     }
+
+    [Fact]
+    public async Task Dispose_AfterConcurrentReadsAndWrites_ClosesEveryConnection()
+    {
+        // SQLite removes the WAL file when the last connection to the database closes: one left open by the store (a
+        // pooled reader, the writer) would keep it.
+        var path = Path.Combine(_directory.Path, "closed.db");
+        var store = SqliteStore.Open(path);
+        await store.CommitAsync(new StoreTransaction().Put("/gatehouse/v1/test/k", Bytes("0")));
+        var readers = Enumerable.Range(0, 8).Select(_ => Task.Run(async () =>
+        {
+            for (var i = 0; i < 50; i++)
+            {
+                Assert.NotNull(await store.GetAsync("/gatehouse/v1/test/k"));
+                await store.ListAsync("/gatehouse/v1/test/");
+            }
+        })).ToArray();
+        for (var i = 0; i < 50; i++)
+        {
+            await store.CommitAsync(new StoreTransaction().Put("/gatehouse/v1/test/k", Bytes(i.ToString(System.Globalization.CultureInfo.InvariantCulture))));
+        }
+
+        await Task.WhenAll(readers);
+        Assert.True(File.Exists(path + "-wal"));
+        await store.DisposeAsync();
+
+        Assert.False(File.Exists(path + "-wal"));
+        await Assert.ThrowsAsync<ObjectDisposedException>(async () => await store.GetAsync("/gatehouse/v1/test/k"));
+        await using var reopened = SqliteStore.Open(path);
+        Assert.Equal("49", Text(await reopened.GetAsync("/gatehouse/v1/test/k")));
+    }
 }

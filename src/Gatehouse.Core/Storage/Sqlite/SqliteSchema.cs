@@ -73,13 +73,13 @@ internal static class SqliteSchema
         }
     }
 
-    public static long ReadRevision(SqliteConnection connection, SqliteTransaction tx) => ReadMeta(connection, tx, "revision");
+    public static long ReadRevision(SqliteSession session, SqliteTransaction tx) => ReadMeta(session, tx, "revision");
 
-    public static void WriteRevision(SqliteConnection connection, SqliteTransaction tx, long revision) => WriteMeta(connection, tx, "revision", revision);
+    public static void WriteRevision(SqliteSession session, SqliteTransaction tx, long revision) => WriteMeta(session, tx, "revision", revision);
 
-    public static long ReadCompacted(SqliteConnection connection, SqliteTransaction tx) => ReadMeta(connection, tx, "compacted");
+    public static long ReadCompacted(SqliteSession session, SqliteTransaction tx) => ReadMeta(session, tx, "compacted");
 
-    public static void WriteCompacted(SqliteConnection connection, SqliteTransaction tx, long revision) => WriteMeta(connection, tx, "compacted", revision);
+    public static void WriteCompacted(SqliteSession session, SqliteTransaction tx, long revision) => WriteMeta(session, tx, "compacted", revision);
 
     private static int ReadUserVersion(SqliteConnection connection, SqliteTransaction? tx = null)
     {
@@ -89,20 +89,16 @@ internal static class SqliteSchema
         return Convert.ToInt32(command.ExecuteScalar(), System.Globalization.CultureInfo.InvariantCulture);
     }
 
-    private static long ReadMeta(SqliteConnection connection, SqliteTransaction tx, string name)
+    private static long ReadMeta(SqliteSession session, SqliteTransaction tx, string name)
     {
-        using var command = connection.CreateCommand();
-        command.Transaction = tx;
-        command.CommandText = "SELECT value FROM meta WHERE name = $name";
+        var command = session.Command("SELECT value FROM meta WHERE name = $name", tx);
         command.Parameters.AddWithValue("$name", name);
         return (long)command.ExecuteScalar()!;
     }
 
-    private static void WriteMeta(SqliteConnection connection, SqliteTransaction tx, string name, long value)
+    private static void WriteMeta(SqliteSession session, SqliteTransaction tx, string name, long value)
     {
-        using var command = connection.CreateCommand();
-        command.Transaction = tx;
-        command.CommandText = "UPDATE meta SET value = $value WHERE name = $name";
+        var command = session.Command("UPDATE meta SET value = $value WHERE name = $name", tx);
         command.Parameters.AddWithValue("$name", name);
         command.Parameters.AddWithValue("$value", value);
         command.ExecuteNonQuery();

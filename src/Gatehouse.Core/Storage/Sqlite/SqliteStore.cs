@@ -14,6 +14,7 @@ public sealed class SqliteStore : IStore
     public const int DefaultHistoryRevisions = 50_000;
 
     private const int HistoryBatchSize = 1000;
+    private const int MaxIdleReaders = 8;
     private static readonly TimeSpan PollInterval = TimeSpan.FromSeconds(1);
     private static readonly TimeSpan LeaseSweepInterval = TimeSpan.FromMilliseconds(250);
 
@@ -24,6 +25,8 @@ public sealed class SqliteStore : IStore
     private readonly ITimer _leaseSweeper;
     private readonly CancellationTokenSource _disposed = new();
     private readonly SqliteEventLog _log;
+    private readonly Stack<SqliteSession> _idleReaders = new();
+    private SqliteSession? _writer; // used under _writeLock only
     private TaskCompletionSource _changed = NewSignal();
     private int _commitsSinceCompaction;
     private int _disposeStarted;
@@ -34,7 +37,7 @@ public sealed class SqliteStore : IStore
         _connectionString = connectionString;
         _time = time;
         _historyRevisions = historyRevisions;
-        _log = new SqliteEventLog(after => Read(connection => ReadHistory(connection, "/", after)));
+        _log = new SqliteEventLog(after => Read(session => ReadHistory(session, "/", after)));
         _leaseSweeper = time.CreateTimer(static s => ((SqliteStore)s!).SweepLeasesInBackground(), this, LeaseSweepInterval, LeaseSweepInterval);
     }
 
@@ -51,7 +54,7 @@ public sealed class SqliteStore : IStore
             DataSource = path,
             Mode = SqliteOpenMode.ReadWriteCreate,
             Cache = SqliteCacheMode.Private,
-            Pooling = true,
+            Pooling = false, // the store keeps its own open sessions, with their prepared statements
             DefaultTimeout = 30,
         }.ToString();
 
@@ -76,10 +79,9 @@ public sealed class SqliteStore : IStore
     {
         StoreKeys.Validate(key);
         cancellationToken.ThrowIfCancellationRequested();
-        return ValueTask.FromResult(Read(connection =>
+        return ValueTask.FromResult(Read(session =>
         {
-            using var command = connection.CreateCommand();
-            command.CommandText = "SELECT key, value, create_rev, mod_rev, version, lease FROM kv WHERE key = $key";
+            var command = session.Command("SELECT key, value, create_rev, mod_rev, version, lease FROM kv WHERE key = $key");
             command.Parameters.AddWithValue("$key", key);
             using var reader = command.ExecuteReader();
             return reader.Read() ? ReadEntry(reader) : null;
@@ -91,16 +93,14 @@ public sealed class SqliteStore : IStore
     {
         StoreKeys.Validate(prefix);
         cancellationToken.ThrowIfCancellationRequested();
-        return ValueTask.FromResult(Read(connection => List(connection, prefix)));
+        return ValueTask.FromResult(Read(session => List(session, prefix)));
     }
 
-    private static StoreRange List(SqliteConnection connection, string prefix)
+    private static StoreRange List(SqliteSession session, string prefix)
     {
-        using var transaction = connection.BeginTransaction(deferred: true);
-        var revision = SqliteSchema.ReadRevision(connection, transaction);
-        using var command = connection.CreateCommand();
-        command.Transaction = transaction;
-        command.CommandText = "SELECT key, value, create_rev, mod_rev, version, lease FROM kv WHERE key >= $from AND key < $to ORDER BY key";
+        using var transaction = session.Begin(deferred: true);
+        var revision = SqliteSchema.ReadRevision(session, transaction);
+        var command = session.Command("SELECT key, value, create_rev, mod_rev, version, lease FROM kv WHERE key >= $from AND key < $to ORDER BY key", transaction);
         AddPrefixRange(command, prefix);
         var entries = new List<StoreEntry>();
         using (var reader = command.ExecuteReader())
@@ -122,14 +122,14 @@ public sealed class SqliteStore : IStore
         await _writeLock.WaitAsync(cancellationToken);
         try
         {
-            var result = Write(connection =>
+            var result = Write(session =>
             {
-                using var tx = connection.BeginTransaction(deferred: false);
-                var revision = SqliteSchema.ReadRevision(connection, tx);
-                revision = ExpireLeases(connection, tx, revision);
+                using var tx = session.Begin(deferred: false);
+                var revision = SqliteSchema.ReadRevision(session, tx);
+                revision = ExpireLeases(session, tx, revision);
                 foreach (var condition in transaction.Conditions)
                 {
-                    if (ReadModRevision(connection, tx, condition.Key) != condition.ModRevision)
+                    if (ReadModRevision(session, tx, condition.Key) != condition.ModRevision)
                     {
                         tx.Commit(); // keeps lease expiry that happened above
                         return new CommitResult(false, revision);
@@ -142,20 +142,20 @@ public sealed class SqliteStore : IStore
                 {
                     if (operation.IsDelete)
                     {
-                        if (DeleteKey(connection, tx, operation.Key, newRevision, seq))
+                        if (DeleteKey(session, tx, operation.Key, newRevision, seq))
                         {
                             seq++;
                         }
                     }
                     else
                     {
-                        PutKey(connection, tx, operation, newRevision, seq++);
+                        PutKey(session, tx, operation, newRevision, seq++);
                     }
                 }
 
                 if (seq > 0)
                 {
-                    SqliteSchema.WriteRevision(connection, tx, newRevision);
+                    SqliteSchema.WriteRevision(session, tx, newRevision);
                     revision = newRevision;
                 }
 
@@ -207,7 +207,7 @@ public sealed class SqliteStore : IStore
             if (!_log.TryRead(prefix, last, batch, out upTo))
             {
                 var after = last;
-                var history = Read(connection => ReadHistory(connection, prefix, after));
+                var history = Read(session => ReadHistory(session, prefix, after));
                 if (history.CompactedPast)
                 {
                     throw new StoreCompactedException(history.CompleteTo);
@@ -252,10 +252,9 @@ public sealed class SqliteStore : IStore
         await _writeLock.WaitAsync(cancellationToken);
         try
         {
-            return Write(connection =>
+            return Write(session =>
             {
-                using var command = connection.CreateCommand();
-                command.CommandText = "INSERT INTO leases(id, ttl_ms, expires_ms) VALUES ($id, $ttl, $expires)";
+                var command = session.Command("INSERT INTO leases(id, ttl_ms, expires_ms) VALUES ($id, $ttl, $expires)");
                 var id = NewLeaseId();
                 command.Parameters.AddWithValue("$id", id);
                 command.Parameters.AddWithValue("$ttl", (long)ttl.TotalMilliseconds);
@@ -276,10 +275,9 @@ public sealed class SqliteStore : IStore
         await _writeLock.WaitAsync(cancellationToken);
         try
         {
-            return Write(connection =>
+            return Write(session =>
             {
-                using var command = connection.CreateCommand();
-                command.CommandText = "UPDATE leases SET expires_ms = $now + ttl_ms WHERE id = $id AND expires_ms > $now";
+                var command = session.Command("UPDATE leases SET expires_ms = $now + ttl_ms WHERE id = $id AND expires_ms > $now");
                 command.Parameters.AddWithValue("$id", leaseId);
                 command.Parameters.AddWithValue("$now", NowMs());
                 return command.ExecuteNonQuery() == 1;
@@ -297,12 +295,12 @@ public sealed class SqliteStore : IStore
         await _writeLock.WaitAsync(cancellationToken);
         try
         {
-            Write(connection =>
+            Write(session =>
             {
-                using var tx = connection.BeginTransaction(deferred: false);
-                var revision = SqliteSchema.ReadRevision(connection, tx);
-                revision = EndLease(connection, tx, leaseId, revision);
-                SqliteSchema.WriteRevision(connection, tx, revision);
+                using var tx = session.Begin(deferred: false);
+                var revision = SqliteSchema.ReadRevision(session, tx);
+                revision = EndLease(session, tx, leaseId, revision);
+                SqliteSchema.WriteRevision(session, tx, revision);
                 tx.Commit();
                 return revision;
             });
@@ -315,19 +313,17 @@ public sealed class SqliteStore : IStore
     }
 
     /// <summary>Drops history older than the retention, so watchers from before it must reload.</summary>
-    internal long Compact(SqliteConnection connection)
+    private long Compact(SqliteSession session)
     {
-        using var tx = connection.BeginTransaction(deferred: false);
-        var revision = SqliteSchema.ReadRevision(connection, tx);
+        using var tx = session.Begin(deferred: false);
+        var revision = SqliteSchema.ReadRevision(session, tx);
         var compactTo = Math.Max(0, revision - _historyRevisions);
-        if (compactTo > SqliteSchema.ReadCompacted(connection, tx))
+        if (compactTo > SqliteSchema.ReadCompacted(session, tx))
         {
-            using var command = connection.CreateCommand();
-            command.Transaction = tx;
-            command.CommandText = "DELETE FROM history WHERE rev <= $rev";
+            var command = session.Command("DELETE FROM history WHERE rev <= $rev", tx);
             command.Parameters.AddWithValue("$rev", compactTo);
             command.ExecuteNonQuery();
-            SqliteSchema.WriteCompacted(connection, tx, compactTo);
+            SqliteSchema.WriteCompacted(session, tx, compactTo);
         }
 
         tx.Commit();
@@ -361,17 +357,13 @@ public sealed class SqliteStore : IStore
         await _writeLock.WaitAsync();
         try
         {
-            // Fold the WAL back into the main file and release every pooled handle, so the directory can be
-            // copied or deleted once the store is closed.
-            Write(connection =>
-            {
-                using var command = connection.CreateCommand();
-                command.CommandText = "PRAGMA wal_checkpoint(TRUNCATE)";
-                command.ExecuteNonQuery();
-                return 0;
-            });
-            using var last = new SqliteConnection(_connectionString);
-            SqliteConnection.ClearPool(last);
+            // Close the readers, then fold the WAL back into the main file and close the writer, so the directory
+            // can be copied or deleted once the store is closed. A read still running closes its session when it
+            // ends (see Read).
+            _closed = true;
+            CloseIdleReaders();
+            _writer ??= SqliteSession.Open(_connectionString);
+            _writer.Command("PRAGMA wal_checkpoint(TRUNCATE)").ExecuteNonQuery();
         }
         catch (SqliteException)
         {
@@ -379,7 +371,8 @@ public sealed class SqliteStore : IStore
         }
         finally
         {
-            _closed = true;
+            _writer?.Dispose();
+            _writer = null;
             _writeLock.Release();
         }
     }
@@ -387,10 +380,10 @@ public sealed class SqliteStore : IStore
     /// <summary>The history under <paramref name="prefix"/> after <paramref name="afterRevision"/> (-1: none, just the
     /// current revision), whole revisions only; when the history was compacted past it, <see cref="HistoryBatch.CompactedPast"/>
     /// with the compacted revision as <see cref="HistoryBatch.CompleteTo"/>.</summary>
-    private static HistoryBatch ReadHistory(SqliteConnection connection, string prefix, long afterRevision)
+    private static HistoryBatch ReadHistory(SqliteSession session, string prefix, long afterRevision)
     {
-        using var tx = connection.BeginTransaction(deferred: true);
-        var revision = SqliteSchema.ReadRevision(connection, tx);
+        using var tx = session.Begin(deferred: true);
+        var revision = SqliteSchema.ReadRevision(session, tx);
         var events = new List<StoreEvent>();
         if (afterRevision < 0)
         {
@@ -398,19 +391,17 @@ public sealed class SqliteStore : IStore
             return new HistoryBatch(events, revision, Partial: false, CompactedPast: false);
         }
 
-        var compacted = SqliteSchema.ReadCompacted(connection, tx);
+        var compacted = SqliteSchema.ReadCompacted(session, tx);
         if (afterRevision < compacted)
         {
             tx.Commit();
             return new HistoryBatch(events, compacted, Partial: false, CompactedPast: true);
         }
 
-        using var command = connection.CreateCommand();
-        command.Transaction = tx;
-        command.CommandText = """
+        var command = session.Command("""
             SELECT kind, key, value, create_rev, rev, version, lease FROM history
             WHERE rev > $after AND key >= $from AND key < $to ORDER BY rev, seq LIMIT 1000
-            """;
+            """, tx);
         command.Parameters.AddWithValue("$after", afterRevision);
         AddPrefixRange(command, prefix);
         ReadEvents(command, events);
@@ -432,11 +423,12 @@ public sealed class SqliteStore : IStore
         else
         {
             events.Clear();
-            command.CommandText = """
+            command = session.Command("""
                 SELECT kind, key, value, create_rev, rev, version, lease FROM history
                 WHERE rev = $rev AND key >= $from AND key < $to ORDER BY seq
-                """;
+                """, tx);
             command.Parameters.AddWithValue("$rev", lastRevision);
+            AddPrefixRange(command, prefix);
             ReadEvents(command, events);
         }
 
@@ -455,11 +447,9 @@ public sealed class SqliteStore : IStore
         }
     }
 
-    private long ExpireLeases(SqliteConnection connection, SqliteTransaction tx, long revision)
+    private long ExpireLeases(SqliteSession session, SqliteTransaction tx, long revision)
     {
-        using var command = connection.CreateCommand();
-        command.Transaction = tx;
-        command.CommandText = "SELECT id FROM leases WHERE expires_ms <= $now";
+        var command = session.Command("SELECT id FROM leases WHERE expires_ms <= $now", tx);
         command.Parameters.AddWithValue("$now", NowMs());
         var expired = new List<long>();
         using (var reader = command.ExecuteReader())
@@ -472,23 +462,21 @@ public sealed class SqliteStore : IStore
 
         foreach (var leaseId in expired)
         {
-            revision = EndLease(connection, tx, leaseId, revision);
+            revision = EndLease(session, tx, leaseId, revision);
         }
 
         if (expired.Count > 0)
         {
-            SqliteSchema.WriteRevision(connection, tx, revision);
+            SqliteSchema.WriteRevision(session, tx, revision);
         }
 
         return revision;
     }
 
     /// <summary>Deletes a lease and its keys at one new revision (when it had keys). Returns the revision.</summary>
-    private static long EndLease(SqliteConnection connection, SqliteTransaction tx, long leaseId, long revision)
+    private static long EndLease(SqliteSession session, SqliteTransaction tx, long leaseId, long revision)
     {
-        using var select = connection.CreateCommand();
-        select.Transaction = tx;
-        select.CommandText = "SELECT key FROM kv WHERE lease = $lease ORDER BY key";
+        var select = session.Command("SELECT key FROM kv WHERE lease = $lease ORDER BY key", tx);
         select.Parameters.AddWithValue("$lease", leaseId);
         var keys = new List<string>();
         using (var reader = select.ExecuteReader())
@@ -504,25 +492,21 @@ public sealed class SqliteStore : IStore
             revision++;
             for (var i = 0; i < keys.Count; i++)
             {
-                DeleteKey(connection, tx, keys[i], revision, i);
+                DeleteKey(session, tx, keys[i], revision, i);
             }
         }
 
-        using var delete = connection.CreateCommand();
-        delete.Transaction = tx;
-        delete.CommandText = "DELETE FROM leases WHERE id = $lease";
+        var delete = session.Command("DELETE FROM leases WHERE id = $lease", tx);
         delete.Parameters.AddWithValue("$lease", leaseId);
         delete.ExecuteNonQuery();
         return revision;
     }
 
-    private static void PutKey(SqliteConnection connection, SqliteTransaction tx, StoreOperation operation, long revision, int seq)
+    private static void PutKey(SqliteSession session, SqliteTransaction tx, StoreOperation operation, long revision, int seq)
     {
         if (operation.LeaseId != 0)
         {
-            using var lease = connection.CreateCommand();
-            lease.Transaction = tx;
-            lease.CommandText = "SELECT 1 FROM leases WHERE id = $id";
+            var lease = session.Command("SELECT 1 FROM leases WHERE id = $id", tx);
             lease.Parameters.AddWithValue("$id", operation.LeaseId);
             if (lease.ExecuteScalar() is null)
             {
@@ -531,13 +515,11 @@ public sealed class SqliteStore : IStore
         }
 
         var value = operation.Value!.Value.ToArray();
-        using var upsert = connection.CreateCommand();
-        upsert.Transaction = tx;
-        upsert.CommandText = """
+        var upsert = session.Command("""
             INSERT INTO kv(key, value, create_rev, mod_rev, version, lease) VALUES ($key, $value, $rev, $rev, 1, $lease)
             ON CONFLICT(key) DO UPDATE SET value = excluded.value, mod_rev = excluded.mod_rev, version = version + 1, lease = excluded.lease
             RETURNING create_rev, version
-            """;
+            """, tx);
         upsert.Parameters.AddWithValue("$key", operation.Key);
         upsert.Parameters.AddWithValue("$value", value);
         upsert.Parameters.AddWithValue("$rev", revision);
@@ -550,32 +532,28 @@ public sealed class SqliteStore : IStore
             version = reader.GetInt64(1);
         }
 
-        AppendHistory(connection, tx, revision, seq, StoreEventKind.Put, operation.Key, value, createRevision, version, operation.LeaseId);
+        AppendHistory(session, tx, revision, seq, StoreEventKind.Put, operation.Key, value, createRevision, version, operation.LeaseId);
     }
 
-    private static bool DeleteKey(SqliteConnection connection, SqliteTransaction tx, string key, long revision, int seq)
+    private static bool DeleteKey(SqliteSession session, SqliteTransaction tx, string key, long revision, int seq)
     {
-        using var delete = connection.CreateCommand();
-        delete.Transaction = tx;
-        delete.CommandText = "DELETE FROM kv WHERE key = $key";
+        var delete = session.Command("DELETE FROM kv WHERE key = $key", tx);
         delete.Parameters.AddWithValue("$key", key);
         if (delete.ExecuteNonQuery() == 0)
         {
             return false;
         }
 
-        AppendHistory(connection, tx, revision, seq, StoreEventKind.Delete, key, null, 0, 0, 0);
+        AppendHistory(session, tx, revision, seq, StoreEventKind.Delete, key, null, 0, 0, 0);
         return true;
     }
 
-    private static void AppendHistory(SqliteConnection connection, SqliteTransaction tx, long revision, int seq, StoreEventKind kind, string key, byte[]? value, long createRevision, long version, long leaseId)
+    private static void AppendHistory(SqliteSession session, SqliteTransaction tx, long revision, int seq, StoreEventKind kind, string key, byte[]? value, long createRevision, long version, long leaseId)
     {
-        using var command = connection.CreateCommand();
-        command.Transaction = tx;
-        command.CommandText = """
+        var command = session.Command("""
             INSERT INTO history(rev, seq, kind, key, value, create_rev, version, lease)
             VALUES ($rev, $seq, $kind, $key, $value, $create, $version, $lease)
-            """;
+            """, tx);
         command.Parameters.AddWithValue("$rev", revision);
         command.Parameters.AddWithValue("$seq", seq);
         command.Parameters.AddWithValue("$kind", (int)kind);
@@ -587,11 +565,9 @@ public sealed class SqliteStore : IStore
         command.ExecuteNonQuery();
     }
 
-    private static long ReadModRevision(SqliteConnection connection, SqliteTransaction tx, string key)
+    private static long ReadModRevision(SqliteSession session, SqliteTransaction tx, string key)
     {
-        using var command = connection.CreateCommand();
-        command.Transaction = tx;
-        command.CommandText = "SELECT mod_rev FROM kv WHERE key = $key";
+        var command = session.Command("SELECT mod_rev FROM kv WHERE key = $key", tx);
         command.Parameters.AddWithValue("$key", key);
         return command.ExecuteScalar() is long modRevision ? modRevision : 0;
     }
@@ -606,34 +582,83 @@ public sealed class SqliteStore : IStore
         command.Parameters.AddWithValue("$to", string.Concat(prefix.AsSpan(0, prefix.Length - 1), ((char)(prefix[^1] + 1)).ToString()));
     }
 
-    private T Write<T>(Func<SqliteConnection, T> action) => Run(action, "written");
-
-    private T Read<T>(Func<SqliteConnection, T> action) => Run(action, "read");
-
-    private T Run<T>(Func<SqliteConnection, T> action, string verb)
+    /// <summary>Runs <paramref name="action"/> on the writer session; the caller holds <see cref="_writeLock"/>. A
+    /// session that failed with the store unavailable is closed, so the next write opens a fresh connection.</summary>
+    private T Write<T>(Func<SqliteSession, T> action)
     {
         try
         {
-            using var connection = OpenConnection();
-            return action(connection);
+            ObjectDisposedException.ThrowIf(_closed, this);
+            _writer ??= SqliteSession.Open(_connectionString);
+            return action(_writer);
         }
-        catch (SqliteException ex) when (ex.SqliteErrorCode is 5 or 6 or 10 or 11 or 13 or 14 or 26)
+        catch (SqliteException ex) when (IsUnavailable(ex))
         {
-            // BUSY, LOCKED, IOERR, CORRUPT, FULL, CANTOPEN, NOTADB: the store cannot serve now.
-            throw new StoreUnavailableException($"The SQLite store '{Path}' cannot be {verb}: {ex.Message}", ex);
+            _writer?.Dispose();
+            _writer = null;
+            throw Unavailable(ex, "written");
         }
     }
 
-    private SqliteConnection OpenConnection()
+    /// <summary>Runs <paramref name="action"/> on a reader session from the pool (or a new one), and puts it back
+    /// when the action succeeded; reads run concurrently with each other and with the writer (WAL).</summary>
+    private T Read<T>(Func<SqliteSession, T> action)
     {
         ObjectDisposedException.ThrowIf(_closed, this);
-        var connection = new SqliteConnection(_connectionString);
-        connection.Open();
-        using var pragma = connection.CreateCommand();
-        pragma.CommandText = "PRAGMA busy_timeout = 30000; PRAGMA synchronous = NORMAL;";
-        pragma.ExecuteNonQuery();
-        return connection;
+        SqliteSession? session;
+        lock (_idleReaders)
+        {
+            _idleReaders.TryPop(out session);
+        }
+
+        try
+        {
+            session ??= SqliteSession.Open(_connectionString);
+            var result = action(session);
+            ReturnReader(session);
+            session = null;
+            return result;
+        }
+        catch (SqliteException ex) when (IsUnavailable(ex))
+        {
+            throw Unavailable(ex, "read");
+        }
+        finally
+        {
+            session?.Dispose();
+        }
     }
+
+    private void ReturnReader(SqliteSession session)
+    {
+        lock (_idleReaders)
+        {
+            if (!_closed && _idleReaders.Count < MaxIdleReaders)
+            {
+                _idleReaders.Push(session);
+                return;
+            }
+        }
+
+        session.Dispose();
+    }
+
+    private void CloseIdleReaders()
+    {
+        lock (_idleReaders)
+        {
+            while (_idleReaders.TryPop(out var session))
+            {
+                session.Dispose();
+            }
+        }
+    }
+
+    // BUSY, LOCKED, IOERR, CORRUPT, FULL, CANTOPEN, NOTADB: the store cannot serve now.
+    private static bool IsUnavailable(SqliteException ex) => ex.SqliteErrorCode is 5 or 6 or 10 or 11 or 13 or 14 or 26;
+
+    private StoreUnavailableException Unavailable(SqliteException ex, string verb) =>
+        new($"The SQLite store '{Path}' cannot be {verb}: {ex.Message}", ex);
 
     private void SweepLeasesInBackground()
     {
@@ -645,11 +670,11 @@ public sealed class SqliteStore : IStore
         var swept = false;
         try
         {
-            Write(connection =>
+            Write(session =>
             {
-                using var tx = connection.BeginTransaction(deferred: false);
-                var before = SqliteSchema.ReadRevision(connection, tx);
-                swept = ExpireLeases(connection, tx, before) != before;
+                using var tx = session.Begin(deferred: false);
+                var before = SqliteSchema.ReadRevision(session, tx);
+                swept = ExpireLeases(session, tx, before) != before;
                 tx.Commit();
                 return 0;
             });
