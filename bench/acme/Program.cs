@@ -15,7 +15,7 @@ using Gatehouse.IntegrationTests.Infrastructure;
 // splits it. Per phase: wall time, certificates/minute, CPU seconds of Gatehouse and of Pebble (+ challtestsrv) from
 // /proc/PID/stat, and Gatehouse's peak RSS (VmHWM, reset through /proc/PID/clear_refs at the start of each phase).
 // Usage: gatehouse-bench-acme --gatehouse PATH/gatehouse.dll --work DIR [--count 100] [--concurrency 10]
-//        [--warmup 50] [--warmup-rounds 2] [--settle-limit 30] [--phases seq,conc,burst] [--max-concurrent-issuances 10]
+//        [--warmup 50] [--warmup-rounds 2] [--warmup-max-rounds 8] [--settle-limit 30] [--phases seq,conc,burst] [--max-concurrent-issuances 10]
 //        [--phase-limit 120] [--certificate-limit 30] [--nonce-reject PERCENT] [--relay 1] [--samples FILE]
 var arguments = Arguments.Parse(args);
 var gatehouseDll = Path.GetFullPath(arguments.Require("--gatehouse"));
@@ -24,6 +24,7 @@ var count = arguments.Int("--count", 100);
 var concurrency = arguments.Int("--concurrency", 10);
 var warmup = arguments.Int("--warmup", 50);
 var warmupRounds = arguments.Int("--warmup-rounds", 2);
+var warmupMaxRounds = Math.Max(warmupRounds, arguments.Int("--warmup-max-rounds", 8));
 var settleLimit = arguments.Int("--settle-limit", 30);
 var maxConcurrentIssuances = arguments.Int("--max-concurrent-issuances", 10);
 var phases = arguments.Get("--phases", "seq,conc,burst").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
@@ -79,17 +80,37 @@ var bench = new Bench(gatehouse, admin, httpsPort, pebble.IssuingRoot, certifica
 var results = new List<PhaseResult>();
 // A cold process spends most of its first tens of seconds of CPU in the tiered JIT (a perf profile showed 71% of
 // Gatehouse's samples on the ".NET Tiered Compilation" thread in a sequential phase that followed a single warm-up
-// round). Call counting for tier 1 only starts once the process has been quiet for a moment, so the warm-up is two
-// rounds with a pause until Gatehouse is idle after each; the first (cold) round is reported on its own.
+// round). Call counting for tier 1 only starts once the process has gone a moment without calling a method for the
+// first time, and a process limited to one core (taskset here, or a one-CPU cgroup) waits ten times longer (the
+// runtime's TC_DelaySingleProcMultiplier: 1 s instead of 100 ms). So each warm-up round is followed by a pause until
+// Gatehouse has been idle for two seconds in a row, and rounds go on until two in a row agree within 10 % on
+// Gatehouse's CPU per certificate (at least --warmup-rounds, at most --warmup-max-rounds): with a fixed two rounds,
+// the concurrency-10 phase measured anywhere from 14 to 22 ms per certificate, depending on how far tier-up had got.
+// The first (cold) round is reported on its own.
 var settle = (Waited: TimeSpan.Zero, LastCores: double.NaN);
-for (var round = 1; round <= warmupRounds && warmup > 0; round++)
+var previousCpu = double.NaN;
+for (var round = 1; round <= warmupMaxRounds && warmup > 0; round++)
 {
     var name = round == 1 ? "warm-up (cold process)" : $"warm-up {round}";
     var how = $"{concurrency} at a time" + (round == 1 ? "; includes ACME account registration and JIT" : "");
-    results.Add(await bench.RunAsync(name, how, "conc", Hosts($"warm{round}", warmup), concurrency, phaseLimit, caPids));
-    var settled = await bench.SettleAsync(maxIdleCores: 0.1, TimeSpan.FromSeconds(settleLimit));
+    var result = await bench.RunAsync(name, how, "conc", Hosts($"warm{round}", warmup), concurrency, phaseLimit, caPids);
+    results.Add(result);
+    var settled = await bench.SettleAsync(maxIdleCores: 0.1, quietSeconds: 2, TimeSpan.FromSeconds(settleLimit));
     settle = (settle.Waited + settled.Waited, settled.LastCores);
     Console.Error.WriteLine($"acme: settled after {settled.Waited.TotalSeconds:0.0} s (last second: {settled.LastCores:0.00} cores)");
+    var cpu = result.GatehouseCpu / Math.Max(1, result.Samples.Count);
+    if (round >= warmupRounds && Math.Abs(cpu - previousCpu) <= 0.1 * previousCpu)
+    {
+        Console.Error.WriteLine($"acme: warm-up steady after {round} rounds ({1000 * previousCpu:0.0} then {1000 * cpu:0.0} ms of Gatehouse CPU per certificate)");
+        break;
+    }
+
+    if (round == warmupMaxRounds)
+    {
+        Console.Error.WriteLine($"acme: warm-up not steady after {round} rounds (last: {1000 * cpu:0.0} ms of Gatehouse CPU per certificate); measuring anyway");
+    }
+
+    previousCpu = cpu;
 }
 
 var seen = new Dictionary<string, int>(StringComparer.Ordinal);
@@ -238,15 +259,18 @@ internal sealed class Bench(GatehouseProcess gatehouse, AdminClient admin, int h
     private (double Gatehouse, double Ca)? CoreBusy() =>
         cores is null ? null : (ProcStats.CoreBusySeconds(cores.Gatehouse), ProcStats.CoreBusySeconds(cores.Ca));
 
-    /// <summary>Waits until Gatehouse used less than <paramref name="maxIdleCores"/> over the last second (background
-    /// JIT done), at most <paramref name="limit"/>.</summary>
-    public async Task<(TimeSpan Waited, double LastCores)> SettleAsync(double maxIdleCores, TimeSpan limit)
+    /// <summary>Waits until Gatehouse used less than <paramref name="maxIdleCores"/> in each of the last
+    /// <paramref name="quietSeconds"/> seconds (background JIT done, tier-up's delay run out), at most
+    /// <paramref name="limit"/>.</summary>
+    public async Task<(TimeSpan Waited, double LastCores)> SettleAsync(double maxIdleCores, int quietSeconds, TimeSpan limit)
     {
         var clock = Stopwatch.StartNew();
+        var quiet = 0;
         while (true)
         {
             var cores = await IdleCoresAsync(TimeSpan.FromSeconds(1));
-            if (cores < maxIdleCores || clock.Elapsed >= limit)
+            quiet = cores < maxIdleCores ? quiet + 1 : 0;
+            if (quiet >= quietSeconds || clock.Elapsed >= limit)
             {
                 return (clock.Elapsed, cores);
             }
