@@ -15,7 +15,7 @@ using Gatehouse.IntegrationTests.Infrastructure;
 // splits it. Per phase: wall time, certificates/minute, CPU seconds of Gatehouse and of Pebble (+ challtestsrv) from
 // /proc/PID/stat, and Gatehouse's peak RSS (VmHWM, reset through /proc/PID/clear_refs at the start of each phase).
 // Usage: gatehouse-bench-acme --gatehouse PATH/gatehouse.dll --work DIR [--count 100] [--concurrency 10]
-//        [--warmup 50] [--warmup-rounds 2] [--warmup-max-rounds 8] [--settle-limit 30] [--phases seq,conc,burst] [--max-concurrent-issuances 10]
+//        [--warmup 50] [--warmup-rounds 3] [--warmup-max-rounds 8] [--settle-limit 30] [--phases seq,conc,burst] [--max-concurrent-issuances 10]
 //        [--phase-limit 120] [--certificate-limit 30] [--nonce-reject PERCENT] [--relay 1] [--samples FILE]
 var arguments = Arguments.Parse(args);
 var gatehouseDll = Path.GetFullPath(arguments.Require("--gatehouse"));
@@ -23,7 +23,7 @@ var work = Path.GetFullPath(arguments.Require("--work"));
 var count = arguments.Int("--count", 100);
 var concurrency = arguments.Int("--concurrency", 10);
 var warmup = arguments.Int("--warmup", 50);
-var warmupRounds = arguments.Int("--warmup-rounds", 2);
+var warmupRounds = arguments.Int("--warmup-rounds", 3);
 var warmupMaxRounds = Math.Max(warmupRounds, arguments.Int("--warmup-max-rounds", 8));
 var settleLimit = arguments.Int("--settle-limit", 30);
 var maxConcurrentIssuances = arguments.Int("--max-concurrent-issuances", 10);
@@ -83,8 +83,8 @@ var results = new List<PhaseResult>();
 // round). Call counting for tier 1 only starts once the process has gone a moment without calling a method for the
 // first time, and a process limited to one core (taskset here, or a one-CPU cgroup) waits ten times longer (the
 // runtime's TC_DelaySingleProcMultiplier: 1 s instead of 100 ms). So each warm-up round is followed by a pause until
-// Gatehouse has been idle for two seconds in a row, and rounds go on until two in a row agree within 10 % on
-// Gatehouse's CPU per certificate (at least --warmup-rounds, at most --warmup-max-rounds): with a fixed two rounds,
+// Gatehouse has been idle for two seconds in a row, and rounds go on until two in a row after the cold one agree
+// within 10 % on Gatehouse's CPU per certificate (at least --warmup-rounds, at most --warmup-max-rounds): with a fixed two rounds,
 // the concurrency-10 phase measured anywhere from 14 to 22 ms per certificate, depending on how far tier-up had got.
 // The first (cold) round is reported on its own.
 var settle = (Waited: TimeSpan.Zero, LastCores: double.NaN);
@@ -110,7 +110,7 @@ for (var round = 1; round <= warmupMaxRounds && warmup > 0; round++)
         Console.Error.WriteLine($"acme: warm-up not steady after {round} rounds (last: {1000 * cpu:0.0} ms of Gatehouse CPU per certificate); measuring anyway");
     }
 
-    previousCpu = cpu;
+    previousCpu = round == 1 ? double.NaN : cpu; // the cold round is never the reference: its JIT is still to come
 }
 
 var seen = new Dictionary<string, int>(StringComparer.Ordinal);
