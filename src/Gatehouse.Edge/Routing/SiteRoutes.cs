@@ -17,6 +17,7 @@ namespace Gatehouse.Edge.Routing;
 /// mirror does not name them, see <see cref="MirrorSnapshot{T}.ChangedKeys"/>); YARP picks up the new config through
 /// its change token.
 /// </summary>
+[System.Diagnostics.CodeAnalysis.SuppressMessage("Design", "CA1001", Justification = "The reload signals are cancellation sources whose tokens YARP holds past any point where this class could dispose them; they never allocate a wait handle, so there is nothing to release.")]
 public sealed class SiteRoutes : IProxyConfigProvider
 {
     /// <summary>The cluster requests start on until their site's is assigned: no destinations, so 503. Site ids are
@@ -41,7 +42,29 @@ public sealed class SiteRoutes : IProxyConfigProvider
 
     private static readonly ClusterConfig UnassignedCluster = new() { ClusterId = UnassignedClusterId, Destinations = new Dictionary<string, DestinationConfig>() };
 
-    private volatile Snapshot _current = new([UnassignedCluster], new(StringComparer.Ordinal), new HostTable<RoutedSite>([]));
+    /// <summary>The shortest time between two reloads of YARP's config while sites keep changing.</summary>
+    public static readonly TimeSpan DefaultReloadInterval = TimeSpan.FromMilliseconds(50);
+
+    private readonly TimeProvider _time;
+    private readonly TimeSpan _reloadInterval;
+    private readonly Lock _reloadLock = new();
+    private CancellationTokenSource _reloadSignal = new(); // cancelled to make YARP reload; the snapshots since share it
+    private long _lastReload;
+    private bool _reloadScheduled;
+    private volatile Snapshot _current;
+
+    /// <summary>Routes with no sites. YARP is told of a change of clusters at once, and then at most once per
+    /// <paramref name="reloadInterval"/> (default <see cref="DefaultReloadInterval"/>) while they keep changing: each
+    /// reload validates and compares every cluster, so a burst of new sites would otherwise cost time quadratic in the
+    /// number of sites. The host table changes at once; a request for a site whose cluster YARP has not loaded yet gets
+    /// 503 (see <see cref="EdgeMiddleware.RouteToSite"/>).</summary>
+    public SiteRoutes(TimeProvider? time = null, TimeSpan? reloadInterval = null)
+    {
+        _time = time ?? TimeProvider.System;
+        _reloadInterval = reloadInterval ?? DefaultReloadInterval;
+        _lastReload = _time.GetTimestamp() - (long)(_reloadInterval.TotalSeconds * _time.TimestampFrequency);
+        _current = new([UnassignedCluster], new(StringComparer.Ordinal), new HostTable<RoutedSite>([]), _reloadSignal);
+    }
 
     /// <summary>Finds the site that serves <paramref name="host"/>.</summary>
     public bool TryMatchSite(ReadOnlySpan<char> host, [System.Diagnostics.CodeAnalysis.MaybeNullWhen(false)] out SiteDefinition site)
@@ -67,15 +90,60 @@ public sealed class SiteRoutes : IProxyConfigProvider
     }
 
     /// <summary>Swaps in clusters and the host table for a snapshot of sites: only the sites it names as changed
-    /// when it names them (and the table allows), otherwise all of them.</summary>
+    /// when it names them (and the table allows), otherwise all of them. YARP reloads when the clusters changed.</summary>
     public void Apply(MirrorSnapshot<SiteDefinition> snapshot)
     {
-        var previous = _current;
-        _current = (snapshot.ChangedKeys is { } changed ? ApplyChanges(previous, snapshot, changed) : null) ?? Rebuild(previous, snapshot);
-        previous.Replaced();
+        CancellationTokenSource? reload;
+        lock (_reloadLock)
+        {
+            var previous = _current;
+            var next = (snapshot.ChangedKeys is { } changed ? ApplyChanges(previous, snapshot, changed, _reloadSignal) : null)
+                ?? Rebuild(previous, snapshot, _reloadSignal);
+            _current = next;
+            reload = next.ClustersChanged ? TakeReloadSignal() : null;
+        }
+
+        reload?.Cancel();
     }
 
-    private static Snapshot Rebuild(Snapshot previous, MirrorSnapshot<SiteDefinition> snapshot)
+    /// <summary>Under <see cref="_reloadLock"/>: the signal to cancel now for YARP to reload (the current snapshot then
+    /// carries a fresh one), or null when the last reload was less than the interval ago and one is scheduled.</summary>
+    private CancellationTokenSource? TakeReloadSignal()
+    {
+        if (_reloadScheduled)
+        {
+            return null; // the scheduled reload picks up this change too
+        }
+
+        var since = _time.GetElapsedTime(_lastReload);
+        if (since < _reloadInterval)
+        {
+            _reloadScheduled = true;
+            _ = ReloadLaterAsync(_reloadInterval - since);
+            return null;
+        }
+
+        var fired = _reloadSignal;
+        _reloadSignal = new CancellationTokenSource();
+        _current = _current.WithReloadSignal(_reloadSignal);
+        _lastReload = _time.GetTimestamp();
+        return fired;
+    }
+
+    private async Task ReloadLaterAsync(TimeSpan delay)
+    {
+        await Task.Delay(delay, _time).ConfigureAwait(false);
+        CancellationTokenSource? reload;
+        lock (_reloadLock)
+        {
+            _reloadScheduled = false;
+            reload = TakeReloadSignal();
+        }
+
+        reload?.Cancel();
+    }
+
+    private static Snapshot Rebuild(Snapshot previous, MirrorSnapshot<SiteDefinition> snapshot, CancellationTokenSource reloadSignal)
     {
         var sites = new Dictionary<string, RoutedSite>(snapshot.Items.Count, StringComparer.Ordinal);
         var clusters = new List<ClusterConfig>(snapshot.Items.Count + 1) { UnassignedCluster };
@@ -96,13 +164,17 @@ public sealed class SiteRoutes : IProxyConfigProvider
             hosts.AddRange(HostsOf(routed));
         }
 
-        return new Snapshot(clusters, sites, new HostTable<RoutedSite>(hosts));
+        return new Snapshot(clusters, sites, new HostTable<RoutedSite>(hosts), reloadSignal)
+        {
+            ClustersChanged = clusters.Count != previous.Clusters.Count || clusters.Where((cluster, i) => !ReferenceEquals(cluster, previous.Clusters[i])).Any(),
+        };
     }
 
     /// <summary>The previous routes with the changed sites replaced; null when only a rebuild gives the right routes
     /// (a site is not at its id's key, or host names are claimed twice).</summary>
-    private static Snapshot? ApplyChanges(Snapshot previous, MirrorSnapshot<SiteDefinition> snapshot, IReadOnlyCollection<string> changedKeys)
+    private static Snapshot? ApplyChanges(Snapshot previous, MirrorSnapshot<SiteDefinition> snapshot, IReadOnlyCollection<string> changedKeys, CancellationTokenSource reloadSignal)
     {
+        var clustersChanged = false;
         var sites = new Dictionary<string, RoutedSite>(previous.Sites, StringComparer.Ordinal);
         var released = new List<KeyValuePair<string, RoutedSite>>();
         var claimed = new List<KeyValuePair<string, RoutedSite>>();
@@ -120,10 +192,16 @@ public sealed class SiteRoutes : IProxyConfigProvider
                 released.AddRange(HostsOf(known));
             }
 
+            var cluster = known?.Cluster;
             if (site is not null && Route(site, known) is { } routed)
             {
                 sites[id] = routed;
                 claimed.AddRange(HostsOf(routed));
+                clustersChanged |= !ReferenceEquals(routed.Cluster, cluster);
+            }
+            else
+            {
+                clustersChanged |= cluster is not null;
             }
         }
 
@@ -141,7 +219,7 @@ public sealed class SiteRoutes : IProxyConfigProvider
             }
         }
 
-        return new Snapshot(clusters, sites, hosts);
+        return new Snapshot(clusters, sites, hosts, reloadSignal) { ClustersChanged = clustersChanged };
     }
 
     /// <summary>How the edge serves one site: a passthrough site gets the backends the SNI gate relays to (kept from
@@ -208,28 +286,25 @@ public sealed class SiteRoutes : IProxyConfigProvider
         return true;
     }
 
-    /// <summary>One set of routes. <paramref name="changed"/> is cancelled, never disposed: YARP may still hold this
-    /// snapshot's change token when a newer one replaces it.</summary>
-    private sealed class Snapshot(IReadOnlyList<ClusterConfig> clusters, Dictionary<string, RoutedSite> sites, HostTable<RoutedSite> hosts, CancellationTokenSource changed) : IProxyConfig
+    /// <summary>One set of routes. YARP reloads when <paramref name="reloadSignal"/> is cancelled; the snapshots made
+    /// between two reloads share it. It is never disposed: YARP may still hold its token.</summary>
+    private sealed class Snapshot(IReadOnlyList<ClusterConfig> clusters, Dictionary<string, RoutedSite> sites, HostTable<RoutedSite> hosts, CancellationTokenSource reloadSignal) : IProxyConfig
     {
-        public Snapshot(IReadOnlyList<ClusterConfig> clusters, Dictionary<string, RoutedSite> sites, HostTable<RoutedSite> hosts)
-            : this(clusters, sites, hosts, new CancellationTokenSource())
-        {
-        }
-
         public IReadOnlyList<RouteConfig> Routes => EdgeRoutes;
 
         public IReadOnlyList<ClusterConfig> Clusters { get; } = clusters;
 
-        public IChangeToken ChangeToken { get; } = new CancellationChangeToken(changed.Token);
+        public IChangeToken ChangeToken { get; } = new CancellationChangeToken(reloadSignal.Token);
 
         /// <summary>The sites served, by id (= cluster id).</summary>
         public Dictionary<string, RoutedSite> Sites { get; } = sites;
 
         public HostTable<RoutedSite> Hosts { get; } = hosts;
 
-        /// <summary>Tells YARP that a newer snapshot replaced this one.</summary>
-        public void Replaced() => changed.Cancel();
+        /// <summary>Whether a cluster was added, removed or replaced since the snapshot this one was made from.</summary>
+        public bool ClustersChanged { get; init; }
+
+        public Snapshot WithReloadSignal(CancellationTokenSource signal) => new(Clusters, Sites, Hosts, signal) { ClustersChanged = ClustersChanged };
     }
 }
 

@@ -2,15 +2,52 @@ using System.Collections.Immutable;
 using Gatehouse.Edge.Routing;
 using Gatehouse.Sites;
 using Gatehouse.Storage;
+using Microsoft.Extensions.Time.Testing;
 
 namespace Gatehouse.Tests.Edge;
 
 public sealed class SiteRoutesTests
 {
+    private readonly FakeTimeProvider _time = new();
+
+    [Fact]
+    public void Apply_ClustersChangingInABurst_YarpReloadsAtOnce_ThenAtMostOncePerInterval()
+    {
+        var interval = TimeSpan.FromMilliseconds(50);
+        var routes = new SiteRoutes(_time, interval);
+        var first = routes.GetConfig().ChangeToken;
+        routes.Apply(Snapshot(Site("a.test")));
+        Assert.True(first.HasChanged); // a lone change reloads at once
+
+        var second = routes.GetConfig().ChangeToken;
+        routes.Apply(Snapshot(Site("a.test"), Site("b.test")) with { ChangedKeys = [StoreKeys.Site("b.test")] });
+        routes.Apply(Snapshot(Site("a.test"), Site("b.test"), Site("c.test")) with { ChangedKeys = [StoreKeys.Site("c.test")] });
+        Assert.False(second.HasChanged);
+        Assert.True(routes.TryMatchSite("c.test", out _)); // the host table and the clusters YARP will read are current
+        Assert.Equal(4, routes.GetConfig().Clusters.Count);
+
+        _time.Advance(interval);
+        Assert.True(SpinWait.SpinUntil(() => second.HasChanged, TimeSpan.FromSeconds(10))); // one reload for both
+        var third = routes.GetConfig().ChangeToken;
+        Assert.False(third.HasChanged);
+
+        // Changes that leave every cluster as it was (a passthrough site; another name for a site) reload nothing.
+        _time.Advance(interval);
+        routes.Apply(Snapshot(Site("a.test") with { Hosts = ["a.test", "www.a.test"] }, Site("b.test"), Site("c.test"), Site("p.test", SiteMode.Passthrough, "tcp://127.0.0.1:9"))
+            with { ChangedKeys = [StoreKeys.Site("a.test"), StoreKeys.Site("p.test")] });
+        _time.Advance(interval);
+        Assert.True(routes.TryMatchSite("www.a.test", out _));
+        Assert.False(third.HasChanged);
+
+        // A removed site's cluster is a change.
+        routes.Apply(Snapshot(Site("a.test"), Site("b.test")) with { ChangedKeys = [StoreKeys.Site("c.test"), StoreKeys.Site("p.test")] });
+        Assert.True(third.HasChanged);
+    }
+
     [Fact]
     public void Apply_SnapshotWithChangedKeys_RoutesOnlyThose_AndEndsWhereARebuildEnds()
     {
-        var routes = new SiteRoutes();
+        var routes = new SiteRoutes(_time);
         var kept = Site("kept.test");
         var relayed = Site("relayed.test", SiteMode.Passthrough, "tcp://127.0.0.1:9");
         var dropped = Site("dropped.test");
@@ -28,7 +65,9 @@ public sealed class SiteRoutesTests
         };
         routes.Apply(after);
 
-        Assert.True(changeToken.HasChanged);
+        Assert.False(changeToken.HasChanged); // YARP reloaded for the first snapshot just now
+        _time.Advance(SiteRoutes.DefaultReloadInterval);
+        Assert.True(SpinWait.SpinUntil(() => changeToken.HasChanged, TimeSpan.FromSeconds(10)));
         Assert.True(routes.TryMatchRoute("kept.test", out var keptAfter));
         Assert.Same(keptBefore, keptAfter); // not routed again: only the changed sites were
         Assert.Same(keptCluster, ClusterOf(routes, "kept.test")); // YARP sees an unchanged site's cluster as unchanged
