@@ -45,23 +45,34 @@ public sealed class SiteRoutes : IProxyConfigProvider
     /// <summary>The shortest time between two reloads of YARP's config while sites keep changing.</summary>
     public static readonly TimeSpan DefaultReloadInterval = TimeSpan.FromMilliseconds(50);
 
+    /// <summary>The longest: however slow a reload (thousands of sites on a busy core), a changed cluster is never
+    /// waited for longer than this.</summary>
+    public static readonly TimeSpan MaxReloadInterval = TimeSpan.FromSeconds(1);
+
+    /// <summary>While sites keep changing, the time between two reloads is at least this many times what the last
+    /// reload took, so reloading takes at most about a tenth of a core whatever the number of sites.</summary>
+    private const int ReloadCostFactor = 10;
+
     private readonly TimeProvider _time;
     private readonly TimeSpan _reloadInterval;
     private readonly Lock _reloadLock = new();
     private CancellationTokenSource _reloadSignal = new(); // cancelled to make YARP reload; the snapshots since share it
     private long _lastReload;
+    private TimeSpan _interval; // between reloads while changes keep coming: _reloadInterval, or more when reloads are slow
     private bool _reloadScheduled;
     private volatile Snapshot _current;
 
     /// <summary>Routes with no sites. YARP is told of a change of clusters at once, and then at most once per
-    /// <paramref name="reloadInterval"/> (default <see cref="DefaultReloadInterval"/>) while they keep changing: each
-    /// reload validates and compares every cluster, so a burst of new sites would otherwise cost time quadratic in the
+    /// <paramref name="reloadInterval"/> (default <see cref="DefaultReloadInterval"/>) while they keep changing, or
+    /// once per ten times the last reload's duration when that is longer (up to <see cref="MaxReloadInterval"/>): each
+    /// reload validates and compares every cluster, so a stream of new sites would otherwise cost time quadratic in the
     /// number of sites. The host table changes at once; a request for a site whose cluster YARP has not loaded yet gets
     /// 503 (see <see cref="EdgeMiddleware.RouteToSite"/>).</summary>
     public SiteRoutes(TimeProvider? time = null, TimeSpan? reloadInterval = null)
     {
         _time = time ?? TimeProvider.System;
         _reloadInterval = reloadInterval ?? DefaultReloadInterval;
+        _interval = _reloadInterval;
         _lastReload = _time.GetTimestamp() - (long)(_reloadInterval.TotalSeconds * _time.TimestampFrequency);
         _current = new([UnassignedCluster], new(StringComparer.Ordinal), new HostTable<RoutedSite>([]), _reloadSignal);
     }
@@ -80,6 +91,19 @@ public sealed class SiteRoutes : IProxyConfigProvider
         _current.Hosts.TryMatch(serverName, out site);
 
     public IProxyConfig GetConfig() => _current;
+
+    /// <summary>The time between two reloads while clusters keep changing: the configured interval, or ten times what
+    /// the last reload took when that is longer.</summary>
+    internal TimeSpan ReloadSpacing
+    {
+        get
+        {
+            lock (_reloadLock)
+            {
+                return _interval;
+            }
+        }
+    }
 
     /// <summary>Finds the re-encrypt site whose cluster is <paramref name="clusterId"/> (the site id), for the client
     /// factory that sets up its backend TLS.</summary>
@@ -103,7 +127,25 @@ public sealed class SiteRoutes : IProxyConfigProvider
             reload = next.ClustersChanged ? TakeReloadSignal() : null;
         }
 
-        reload?.Cancel();
+        Reload(reload);
+    }
+
+    /// <summary>Cancels <paramref name="signal"/>, on which YARP reloads its config in its change callback on this
+    /// thread, and spaces the next reloads by what that took.</summary>
+    private void Reload(CancellationTokenSource? signal)
+    {
+        if (signal is null)
+        {
+            return;
+        }
+
+        var start = _time.GetTimestamp();
+        signal.Cancel();
+        var took = _time.GetElapsedTime(start);
+        lock (_reloadLock)
+        {
+            _interval = TimeSpan.FromTicks(Math.Clamp(took.Ticks * ReloadCostFactor, _reloadInterval.Ticks, Math.Max(_reloadInterval.Ticks, MaxReloadInterval.Ticks)));
+        }
     }
 
     /// <summary>Under <see cref="_reloadLock"/>: the signal to cancel now for YARP to reload (the current snapshot then
@@ -116,10 +158,10 @@ public sealed class SiteRoutes : IProxyConfigProvider
         }
 
         var since = _time.GetElapsedTime(_lastReload);
-        if (since < _reloadInterval)
+        if (since < _interval)
         {
             _reloadScheduled = true;
-            _ = ReloadLaterAsync(_reloadInterval - since);
+            _ = ReloadLaterAsync(_interval - since);
             return null;
         }
 
@@ -140,7 +182,7 @@ public sealed class SiteRoutes : IProxyConfigProvider
             reload = TakeReloadSignal();
         }
 
-        reload?.Cancel();
+        Reload(reload);
     }
 
     private static Snapshot Rebuild(Snapshot previous, MirrorSnapshot<SiteDefinition> snapshot, CancellationTokenSource reloadSignal)

@@ -45,6 +45,43 @@ public sealed class SiteRoutesTests
     }
 
     [Fact]
+    public void Apply_SlowReloads_SpaceTheNextOnesByTenTimesWhatTheLastTook()
+    {
+        var interval = TimeSpan.FromMilliseconds(50);
+        var routes = new SiteRoutes(_time, interval);
+        var reloadTakes = TimeSpan.FromMilliseconds(20);
+        var reloads = 0;
+        void ReloadLikeYarp(object? state)
+        {
+            // YARP reloads in the change callback, on the thread that cancelled, and then listens to the new config.
+            Interlocked.Increment(ref reloads);
+            _time.Advance(reloadTakes);
+            routes.GetConfig().ChangeToken.RegisterChangeCallback(ReloadLikeYarp, null);
+        }
+
+        routes.GetConfig().ChangeToken.RegisterChangeCallback(ReloadLikeYarp, null);
+        routes.Apply(Snapshot(Site("a.test")));
+        Assert.Equal(1, reloads); // a lone change reloads at once, however slow the reloads
+        Assert.Equal(TimeSpan.FromMilliseconds(200), routes.ReloadSpacing); // ten times what it took
+
+        routes.Apply(Snapshot(Site("a.test"), Site("b.test")) with { ChangedKeys = [StoreKeys.Site("b.test")] });
+        Assert.Equal(1, reloads); // 20 ms after the last reload began
+        _time.Advance(TimeSpan.FromMilliseconds(180));
+        Assert.True(SpinWait.SpinUntil(() => Volatile.Read(ref reloads) == 2, TimeSpan.FromSeconds(10)));
+
+        // Once reloads are fast again, so is the interval.
+        reloadTakes = TimeSpan.Zero;
+        _time.Advance(TimeSpan.FromSeconds(1));
+        routes.Apply(Snapshot(Site("a.test"), Site("b.test"), Site("c.test")) with { ChangedKeys = [StoreKeys.Site("c.test")] });
+        Assert.Equal(3, reloads);
+        Assert.Equal(interval, routes.ReloadSpacing);
+        routes.Apply(Snapshot(Site("a.test"), Site("b.test"), Site("c.test"), Site("d.test")) with { ChangedKeys = [StoreKeys.Site("d.test")] });
+        _time.Advance(interval);
+        Assert.True(SpinWait.SpinUntil(() => Volatile.Read(ref reloads) == 4, TimeSpan.FromSeconds(10)));
+        Assert.Equal(5, routes.GetConfig().Clusters.Count);
+    }
+
+    [Fact]
     public void Apply_SnapshotWithChangedKeys_RoutesOnlyThose_AndEndsWhereARebuildEnds()
     {
         var routes = new SiteRoutes(_time);
