@@ -19,6 +19,8 @@ public sealed class ServedCertificate
 {
     private CertificateRecord _record;
     private Task<Preparation>? _preparation;
+    private Native.OpenSslServerContext? _openSsl;
+    private string? _openSslFailure;
 
     internal ServedCertificate(string recordKey, CertificateRecord record)
     {
@@ -84,6 +86,46 @@ public sealed class ServedCertificate
 
         Volatile.Write(ref _record, record); // same content: let the old record object go
         return true;
+    }
+
+    /// <summary>
+    /// The OpenSSL context of the edge's own TLS engine for this certificate, built from the prepared leaf and
+    /// intermediates by the first handshake that asks and kept with this instance; null before preparation and when
+    /// it cannot be built (<paramref name="failure"/> then says why, and is set once, for one log line).
+    /// </summary>
+    internal Native.OpenSslServerContext? GetOpenSslContext(out string? failure, out bool failedNow)
+    {
+        failedNow = false;
+        failure = Volatile.Read(ref _openSslFailure);
+        if (Volatile.Read(ref _openSsl) is { } built)
+        {
+            return built;
+        }
+
+        if (failure is not null || Prepared is not { Leaf: { } leaf, Options.ServerCertificateContext: { } context })
+        {
+            return null;
+        }
+
+        Native.OpenSslServerContext created;
+        try
+        {
+            created = Native.OpenSslServerContext.Create(leaf, new X509Certificate2Collection(context.IntermediateCertificates.ToArray()));
+        }
+        catch (Exception ex) when (ex is CryptographicException or PlatformNotSupportedException)
+        {
+            failure = ex.Message;
+            failedNow = Interlocked.CompareExchange(ref _openSslFailure, failure, null) is null;
+            return null;
+        }
+
+        if (Interlocked.CompareExchange(ref _openSsl, created, null) is { } winner)
+        {
+            created.Dispose(); // a concurrent first handshake built it too
+            return winner;
+        }
+
+        return created;
     }
 
     /// <summary>Runs <paramref name="prepare"/> once for this certificate, however many callers ask at the same time;

@@ -18,6 +18,9 @@ public sealed class ServedCertificateFeature(ServedCertificate certificate, Syst
     /// <summary>The options of the handshake: the certificate's own, or, for a site that asks for client
     /// certificates, those made from them by <see cref="ClientCertificateValidator"/>.</summary>
     public System.Net.Security.SslServerAuthenticationOptions? Options => clientAuthOptions ?? Certificate.Options;
+
+    /// <summary>Whether the handshake asks for a client certificate (the site's client-auth policy).</summary>
+    public bool AsksForClientCertificate => clientAuthOptions is not null;
 }
 
 /// <summary>

@@ -27,7 +27,7 @@ public sealed class GatehouseConfiguration
     private static readonly string[] SoftwareProviderKeys = ["type", "file"];
     private static readonly string[] PassphraseProviderKeys = ["type", "passphraseEnv", "passphraseFile"];
     private static readonly string[] Pkcs11ProviderKeys = ["type", "library", "token", "label", "pinEnv", "pinFile"];
-    private static readonly string[] EdgeKeys = ["address", "httpsPort", "httpPort", "publicHttpsPort", "handshakeTimeout", "passthroughIdleTimeout", "defaultSite"];
+    private static readonly string[] EdgeKeys = ["address", "httpsPort", "httpPort", "publicHttpsPort", "handshakeTimeout", "passthroughIdleTimeout", "defaultSite", "tlsEngine"];
     private static readonly string[] AdminKeys = ["address", "port"];
     private static readonly string[] LocalCaKeys = ["leafLifetime"];
     private static readonly string[] WelcomeKeys = ["port"];
@@ -137,6 +137,7 @@ public sealed class GatehouseConfiguration
                     HandshakeTimeout = Span("edge:handshakeTimeout", TimeSpan.FromSeconds(10), TimeSpan.FromSeconds(1), TimeSpan.FromMinutes(5)),
                     PassthroughIdleTimeout = Span("edge:passthroughIdleTimeout", TimeSpan.FromHours(1), TimeSpan.FromSeconds(1), TimeSpan.FromDays(7)),
                     DefaultSite = DefaultSite("edge:defaultSite"),
+                    TlsEngine = TlsEngine("edge:tlsEngine"),
                 },
                 Admin = new AdminOptions
                 {
@@ -760,6 +761,21 @@ public sealed class GatehouseConfiguration
             }
 
             return port;
+        }
+
+        /// <summary>Which TLS implementation terminates the edge's connections: <c>openssl</c> (default) or <c>dotnet</c>.</summary>
+        private EdgeTlsEngine TlsEngine(string key)
+        {
+            switch (root[key]?.Trim().ToLowerInvariant())
+            {
+                case null or "" or "openssl":
+                    return EdgeTlsEngine.OpenSsl;
+                case "dotnet":
+                    return EdgeTlsEngine.DotNet;
+                default:
+                    Error(key, $"'{root[key]}' is not a TLS engine: use openssl or dotnet");
+                    return EdgeTlsEngine.OpenSsl;
+            }
         }
 
         /// <summary>A host name to serve clients that send no SNI; any site may claim it later, so it is not looked up.</summary>

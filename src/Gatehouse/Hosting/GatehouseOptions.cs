@@ -270,6 +270,21 @@ public sealed record EdgeOptions
     /// that connect by IP address; null (default): such connections get the alert unrecognized_name, so no site's
     /// certificate is shown to a client that did not name it.</summary>
     public string? DefaultSite { get; init; }
+
+    /// <summary>What terminates TLS for sites without client certificates (config <c>edge:tlsEngine</c>): the edge's
+    /// own OpenSSL engine (default; falls back to .NET's with a warning where OpenSSL 3 cannot be loaded) or .NET's
+    /// SslStream. Sites that ask for client certificates and TLS-ALPN-01 challenges always use SslStream.</summary>
+    public EdgeTlsEngine TlsEngine { get; init; } = EdgeTlsEngine.OpenSsl;
+}
+
+/// <summary>The TLS implementations the edge can terminate with (see docs/edge-modes.md).</summary>
+public enum EdgeTlsEngine
+{
+    /// <summary>Gatehouse's engine: OpenSSL 3 over memory BIOs, one SSL_CTX per certificate kept with it.</summary>
+    OpenSsl,
+
+    /// <summary>.NET's SslStream through Kestrel's HTTPS middleware.</summary>
+    DotNet,
 }
 
 /// <summary>The admin API listener.</summary>

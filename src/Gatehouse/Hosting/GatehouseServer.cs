@@ -6,6 +6,7 @@ using Gatehouse.Edge.Challenges;
 using Gatehouse.Edge.Passthrough;
 using Gatehouse.Edge.Routing;
 using Gatehouse.Edge.Tls;
+using Gatehouse.Edge.Tls.Native;
 using Gatehouse.Keys;
 using Gatehouse.Sites;
 using Gatehouse.Storage;
@@ -217,6 +218,14 @@ public sealed class GatehouseServer : IAsyncDisposable
             sp.GetRequiredService<CertificateCache>(), sp.GetRequiredService<ILogger<SniGate>>(), options.Edge.HandshakeTimeout, sp.GetRequiredService<TlsAlpnResponder>(),
             routes, sp.GetRequiredService<PassthroughRelay>(), sp.GetRequiredService<SiteTlsPolicies>(), options.Edge.DefaultSite));
         services.AddSingleton<SiteTlsPolicies>();
+        // The edge's TLS engine (config edge:tlsEngine): OpenSSL with a kept context per certificate where it can run,
+        // .NET's SslStream otherwise and always for sites that ask for client certificates; see docs/edge-modes.md.
+        var openSslTls = options.Edge.TlsEngine == EdgeTlsEngine.OpenSsl && OpenSslTlsMiddleware.IsAvailable;
+        if (openSslTls)
+        {
+            services.AddSingleton(sp => new OpenSslTlsMiddleware(options.Edge.HandshakeTimeout, sp.GetRequiredService<ILogger<OpenSslTlsMiddleware>>()));
+        }
+
         services.AddReverseProxy();
         // Re-encrypt sites' backend TLS (SNI, CA bundle, client certificate), the active health policy with both
         // thresholds and the passive one; see Edge/Routing/BackendHttpClientFactory.cs, BackendHealthPolicy.cs.
@@ -238,8 +247,19 @@ public sealed class GatehouseServer : IAsyncDisposable
                 listen.Protocols = HttpProtocols.Http1AndHttp2;
                 var gate = kestrel.ApplicationServices.GetRequiredService<SniGate>();
                 listen.Use(next => connection => gate.OnConnectionAsync(connection, next));
+                var openSsl = openSslTls ? kestrel.ApplicationServices.GetRequiredService<OpenSslTlsMiddleware>() : null;
+                if (openSsl is not null)
+                {
+                    listen.Use(next => connection => openSsl.OnConnectionAsync(connection, next));
+                }
+
                 listen.UseHttps(SniGate.HandshakeOptions(options.Edge.HandshakeTimeout));
                 listen.Use(next => connection => SniGate.EndAcmeTlsAlpnAsync(connection, next));
+                if (openSsl is not null)
+                {
+                    listen.Use(openSsl.AfterTls); // where the connections OpenSSL terminated continue
+                }
+
                 Tag(listen, ListenerRole.Https);
             });
             kestrel.Listen(options.Edge.Address, options.Edge.HttpPort, listen =>
@@ -367,6 +387,17 @@ public sealed class GatehouseServer : IAsyncDisposable
             await Task.Delay(10, cancellationToken);
         }
 
+        if (Options.Edge.TlsEngine == EdgeTlsEngine.OpenSsl && OpenSslTlsMiddleware.Unavailable is { } unavailable)
+        {
+            HostingLog.TlsEngineUnavailable(logger, unavailable);
+        }
+        else
+        {
+            HostingLog.TlsEngine(logger, Options.Edge.TlsEngine == EdgeTlsEngine.OpenSsl
+                ? $"{OpenSslTlsMiddleware.Version}, a kept context per certificate (sites that ask for client certificates: .NET's SslStream)"
+                : ".NET's SslStream");
+        }
+
         HostingLog.Started(logger, Options.Edge.Address.ToString(), Options.Edge.HttpsPort, Options.Edge.HttpPort, Options.Admin.Port, Options.DataDirectory);
     }
 
@@ -485,6 +516,12 @@ internal static partial class HostingLog
 
     [LoggerMessage(EventId = 6001, Level = LogLevel.Information, Message = "Gatehouse is serving: HTTPS on {Address}:{HttpsPort}, HTTP on {Address}:{HttpPort}, admin API on port {AdminPort}; data in {DataDirectory}")]
     public static partial void Started(ILogger logger, string address, int httpsPort, int httpPort, int adminPort, string dataDirectory);
+
+    [LoggerMessage(EventId = 6012, Level = LogLevel.Warning, Message = "The OpenSSL TLS engine (edge:tlsEngine openssl) cannot run here, so .NET's TLS serves the edge: {Reason}")]
+    public static partial void TlsEngineUnavailable(ILogger logger, string reason);
+
+    [LoggerMessage(EventId = 6013, Level = LogLevel.Information, Message = "The edge terminates TLS with {Engine}")]
+    public static partial void TlsEngine(ILogger logger, string engine);
 
     [LoggerMessage(EventId = 6002, Level = LogLevel.Error, Message = "{File}: {Path}: {Message}; this site is not applied")]
     public static partial void ConfigSiteRejected(ILogger logger, string file, string path, string message);

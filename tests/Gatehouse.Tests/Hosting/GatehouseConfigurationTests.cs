@@ -112,6 +112,28 @@ public sealed class GatehouseConfigurationTests : IDisposable
     }
 
     [Theory]
+    [InlineData(null, EdgeTlsEngine.OpenSsl, null)]
+    [InlineData("dotnet", EdgeTlsEngine.DotNet, null)]
+    [InlineData("OpenSSL", EdgeTlsEngine.OpenSsl, null)]
+    [InlineData("schannel", null, "edge:tlsEngine: 'schannel' is not a TLS engine: use openssl or dotnet")]
+    public void Load_TlsEngine_ParsesOrNamesTheKey(string? value, EdgeTlsEngine? expected, string? error)
+    {
+        var path = Write(value is null ? "edge: {httpsPort: 8443}\n" : $"edge: {{tlsEngine: {value}}}\n");
+        var errors = new List<string>();
+        var options = new GatehouseConfiguration(path, [], new Dictionary<string, string?>()).Load(errors);
+        if (error is null)
+        {
+            Assert.Empty(errors);
+            Assert.Equal(expected, options!.Edge.TlsEngine);
+        }
+        else
+        {
+            Assert.Null(options);
+            Assert.Equal(["gatehouse.yaml: " + error], errors);
+        }
+    }
+
+    [Theory]
     [InlineData("App.Example.COM", "app.example.com", null)]
     [InlineData("'*.example.com'", null, "edge:defaultSite: '*.example.com' is a wildcard")]
     [InlineData("bad_name!", null, "edge:defaultSite: ")]
@@ -196,7 +218,7 @@ public sealed class GatehouseConfigurationTests : IDisposable
         Assert.NotNull(new GatehouseConfiguration(Write("edge: {httpsPort: 8443}\n"), [], environment).Load(errors));
         Assert.Empty(errors);
         Assert.Null(new GatehouseConfiguration(Write("edge: {httpsPort: 8443}\n"), ["--edge:foo=1"], environment).Load(errors));
-        Assert.Equal(["command line: edge:foo: unknown key (known: address, httpsPort, httpPort, publicHttpsPort, handshakeTimeout, passthroughIdleTimeout, defaultSite)"], errors);
+        Assert.Equal(["command line: edge:foo: unknown key (known: address, httpsPort, httpPort, publicHttpsPort, handshakeTimeout, passthroughIdleTimeout, defaultSite, tlsEngine)"], errors);
     }
 
     [Theory]
