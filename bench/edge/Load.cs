@@ -157,10 +157,17 @@ internal sealed partial class LoadTools(Settings settings, string hsload, string
         });
 
     /// <summary>TLS 1.3 handshakes, one request each: <c>hsload</c>; <paramref name="mode"/> full, resumed or rotate
-    /// (full handshakes with the SNI rotating over all <paramref name="names"/>). The detail is hsload's JSON.</summary>
-    public Task<LoadResult> HandshakesAsync(Terminator target, int seconds, string mode, string? names = null)
+    /// (full handshakes with the SNI rotating over all <paramref name="names"/>, a file of names); it runs
+    /// <paramref name="seconds"/> against <paramref name="target"/>, or stops after <paramref name="count"/> connections
+    /// (hsload <c>-n</c>), the seconds then only bounding the run. The detail is hsload's JSON.</summary>
+    public Task<LoadResult> HandshakesAsync(Terminator target, int seconds, string mode, string? names = null, int? count = null)
     {
         List<string> arguments = ["-addr", $"127.0.0.1:{target.Port}", "-sni", "localhost", "-c", settings.HsConns.ToString(CultureInfo.InvariantCulture), "-d", $"{seconds}s"];
+        if (count is { } n)
+        {
+            arguments.AddRange(["-n", n.ToString(CultureInfo.InvariantCulture)]);
+        }
+
         if (mode == "resumed")
         {
             arguments.Add("-resume");

@@ -51,8 +51,8 @@ public sealed class ServedCertificate
     /// <summary>The leaf, with its private key; null until prepared, and when it cannot be prepared.</summary>
     public X509Certificate2? Leaf => Prepared?.Leaf;
 
-    /// <summary>Prepared server options (certificate context with chain, protocols, ALPN), shared by handshakes; null
-    /// until prepared, and when it cannot be prepared.</summary>
+    /// <summary>Server options for .NET's TLS (certificate context with chain, protocols, ALPN), shared by handshakes and
+    /// made by the first that asks; null until prepared, and when it cannot be prepared.</summary>
     public SslServerAuthenticationOptions? Options => Prepared?.Options;
 
     /// <summary>Why the certificate cannot be served, once its preparation found out; null otherwise.</summary>
@@ -102,7 +102,7 @@ public sealed class ServedCertificate
             return built;
         }
 
-        if (failure is not null || Prepared is not { Leaf: { } leaf, Options.ServerCertificateContext: { } context })
+        if (failure is not null || Prepared is not { Leaf: { } leaf, Intermediates: { } intermediates })
         {
             return null;
         }
@@ -110,7 +110,7 @@ public sealed class ServedCertificate
         Native.OpenSslServerContext created;
         try
         {
-            created = Native.OpenSslServerContext.Create(leaf, new X509Certificate2Collection(context.IntermediateCertificates.ToArray()));
+            created = Native.OpenSslServerContext.Create(leaf, intermediates);
         }
         catch (Exception ex) when (ex is CryptographicException or PlatformNotSupportedException)
         {
@@ -157,8 +157,50 @@ public sealed class ServedCertificate
     }
 }
 
-/// <summary>The outcome of preparing a certificate: a leaf with its key and the TLS options, or why not.</summary>
-internal sealed record Preparation(X509Certificate2? Leaf, SslServerAuthenticationOptions? Options, string? Failure);
+/// <summary>
+/// The outcome of preparing a certificate: the leaf with its key and the intermediates, or why not. The .NET TLS
+/// options (whose <see cref="SslStreamCertificateContext"/> builds a chain) are made by their first user only, since
+/// the OpenSSL engine serves most certificates without them.
+/// </summary>
+internal sealed class Preparation
+{
+    private readonly Func<X509Certificate2, X509Certificate2Collection, SslServerAuthenticationOptions>? _makeOptions;
+    private SslServerAuthenticationOptions? _options;
+
+    private Preparation(X509Certificate2? leaf, X509Certificate2Collection? intermediates, Func<X509Certificate2, X509Certificate2Collection, SslServerAuthenticationOptions>? makeOptions, string? failure)
+    {
+        Leaf = leaf;
+        Intermediates = intermediates;
+        _makeOptions = makeOptions;
+        Failure = failure;
+    }
+
+    public X509Certificate2? Leaf { get; }
+
+    public X509Certificate2Collection? Intermediates { get; }
+
+    public string? Failure { get; }
+
+    /// <summary>The .NET TLS options, made on first use (concurrent first users may both make them; one is kept).</summary>
+    public SslServerAuthenticationOptions? Options
+    {
+        get
+        {
+            if (Volatile.Read(ref _options) is { } made || Leaf is null || Intermediates is null || _makeOptions is null)
+            {
+                return _options;
+            }
+
+            Interlocked.CompareExchange(ref _options, _makeOptions(Leaf, Intermediates), null);
+            return _options;
+        }
+    }
+
+    public static Preparation Served(X509Certificate2 leaf, X509Certificate2Collection intermediates, Func<X509Certificate2, X509Certificate2Collection, SslServerAuthenticationOptions> makeOptions) =>
+        new(leaf, intermediates, makeOptions, null);
+
+    public static Preparation Failed(string failure) => new(null, null, null, failure);
+}
 
 /// <summary>
 /// The edge's certificates. The table (exact names, one-level wildcards) is rebuilt off the handshake path from the
@@ -193,6 +235,7 @@ public sealed class CertificateCache
     private readonly CipherSuitesPolicy? _cipherSuites;
     private readonly ILogger<CertificateCache> _logger;
     private readonly Func<ServedCertificate, Preparation> _prepare;
+    private readonly Func<X509Certificate2, X509Certificate2Collection, SslServerAuthenticationOptions> _makeOptions;
     private readonly Lock _rebuild = new();
     private volatile Table _table = new(new HostTable<ServedCertificate>([]), new(StringComparer.Ordinal), new(StringComparer.Ordinal), 0, 0);
 
@@ -201,6 +244,7 @@ public sealed class CertificateCache
         _cipher = cipher;
         _logger = logger;
         _prepare = Prepare;
+        _makeOptions = MakeOptions;
         _cipherSuites = TlsProcessDefaults.ServerDefaultsAreAeadOnly ? null : AeadOnly;
         if (_cipherSuites is null)
         {
@@ -230,17 +274,17 @@ public sealed class CertificateCache
     public ServedCertificate? GetInternal(string id) => _table.Internal.GetValueOrDefault(id)?.Served;
 
     /// <summary>
-    /// The TLS options of <paramref name="certificate"/>, preparing it on first use: concurrent first callers share
-    /// one preparation, later callers get its result at once. Null when it cannot be served (logged once).
+    /// Prepares <paramref name="certificate"/> on first use (chain checked, key opened): concurrent first callers share
+    /// one preparation, later callers get its result at once. False when it cannot be served (logged once).
     /// </summary>
-    public ValueTask<SslServerAuthenticationOptions?> PrepareAsync(ServedCertificate certificate)
+    public ValueTask<bool> PrepareAsync(ServedCertificate certificate)
     {
         var preparation = certificate.PrepareOnce(_prepare);
         return preparation.IsCompletedSuccessfully
-            ? ValueTask.FromResult(preparation.Result.Options)
-            : AwaitOptionsAsync(preparation);
+            ? ValueTask.FromResult(preparation.Result.Leaf is not null)
+            : AwaitAsync(preparation);
 
-        static async ValueTask<SslServerAuthenticationOptions?> AwaitOptionsAsync(Task<Preparation> preparation) => (await preparation).Options;
+        static async ValueTask<bool> AwaitAsync(Task<Preparation> preparation) => (await preparation).Leaf is not null;
     }
 
     /// <summary>Builds a new table from a snapshot of certificate records and swaps it in. Site certificates whose
@@ -372,17 +416,7 @@ public sealed class CertificateCache
                     intermediates.Add(chain[i]);
                 }
 
-                prepared = new Preparation(leaf, new SslServerAuthenticationOptions
-                {
-                    ServerCertificateContext = SslStreamCertificateContext.Create(leaf, intermediates, offline: true),
-                    EnabledSslProtocols = SslProtocols.Tls12 | SslProtocols.Tls13,
-                    ApplicationProtocols = Alpn,
-                    CipherSuitesPolicy = _cipherSuites,
-                    ClientCertificateRequired = false,
-                    CertificateRevocationCheckMode = X509RevocationMode.NoCheck,
-                    AllowRenegotiation = false,
-                    AllowTlsResume = true,
-                }, null);
+                prepared = Preparation.Served(leaf, intermediates, _makeOptions);
                 return prepared;
             }
         }
@@ -408,8 +442,22 @@ public sealed class CertificateCache
         }
 
         CertificateCacheLog.Unusable(_logger, certificate.Id, certificate.Serial, failure);
-        return new Preparation(null, null, failure);
+        return Preparation.Failed(failure);
     }
+
+    /// <summary>The .NET TLS options of a prepared certificate (its chain built offline into the context), for
+    /// SslStream: sites with client certificates, the admin listener, the <c>dotnet</c> engine.</summary>
+    private SslServerAuthenticationOptions MakeOptions(X509Certificate2 leaf, X509Certificate2Collection intermediates) => new()
+    {
+        ServerCertificateContext = SslStreamCertificateContext.Create(leaf, intermediates, offline: true),
+        EnabledSslProtocols = SslProtocols.Tls12 | SslProtocols.Tls13,
+        ApplicationProtocols = Alpn,
+        CipherSuitesPolicy = _cipherSuites,
+        ClientCertificateRequired = false,
+        CertificateRevocationCheckMode = X509RevocationMode.NoCheck,
+        AllowRenegotiation = false,
+        AllowTlsResume = true,
+    };
 
     /// <summary>What makes the chain's leaf not the one the record describes: another serial, or names its SAN does
     /// not cover (exactly, or by a one-level wildcard as RFC 6125 §6.4.3 allows; an IP address only by itself); null

@@ -174,7 +174,7 @@ public sealed class SniGate(CertificateCache cache, ILogger<SniGate> logger, Tim
         }
 
         // The certificate's first handshake prepares it (its failure is logged once by the cache); later ones find it ready.
-        if (await cache.PrepareAsync(certificate) is null)
+        if (!await cache.PrepareAsync(certificate))
         {
             if (logger.IsEnabled(LogLevel.Debug))
             {

@@ -106,7 +106,8 @@ public sealed class LocalCertificateAuthorityTests : IAsyncLifetime
         Assert.NotNull(cache.GetInternal("_admin")?.Options); // internal certificates are prepared at once
         Assert.True(cache.TryMatch("example.com", out var served));
         Assert.Null(served.Options); // site certificates on their first handshake
-        Assert.NotNull((await cache.PrepareAsync(served))?.ServerCertificateContext);
+        Assert.True(await cache.PrepareAsync(served));
+        Assert.NotNull(served.Options?.ServerCertificateContext);
         Assert.True(served.Leaf!.HasPrivateKey);
     }
 
@@ -122,9 +123,9 @@ public sealed class LocalCertificateAuthorityTests : IAsyncLifetime
             System.Collections.Immutable.ImmutableSortedDictionary.CreateRange(StringComparer.Ordinal, new[] { good, bad }.Select(r => KeyValuePair.Create(StoreKeys.Certificate(r.Id), new MirrorItem<CertificateRecord>(r, 1)))),
             2));
         Assert.True(cache.TryMatch("good.example", out var goodServed));
-        Assert.NotNull(await cache.PrepareAsync(goodServed));
+        Assert.True(await cache.PrepareAsync(goodServed));
         Assert.True(cache.TryMatch("bad.example", out var badServed));
-        Assert.Null(await cache.PrepareAsync(badServed));
+        Assert.False(await cache.PrepareAsync(badServed));
         Assert.Contains("/gatehouse/v1/certs/bad.example", badServed.Failure, StringComparison.Ordinal);
     }
 
