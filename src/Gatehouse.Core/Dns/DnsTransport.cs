@@ -30,6 +30,7 @@ internal sealed class DnsTransport(TimeSpan attemptTimeout, int attempts)
         }
 
         string problem = "no attempt made";
+        string? unusable = null; // the last answer that was dropped, which a later attempt's timeout must not hide
         for (var attempt = 1; attempt <= Attempts; attempt++)
         {
             using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
@@ -54,11 +55,12 @@ internal sealed class DnsTransport(TimeSpan attemptTimeout, int attempts)
             }
             catch (UnusableResponseException e)
             {
-                problem = e.Message;
+                problem = unusable = e.Message;
             }
         }
 
-        throw new DnsException($"DNS server {server} gave no usable answer in {Attempts} attempt(s): {problem}", transient: true);
+        var what = unusable is not null && !ReferenceEquals(unusable, problem) ? $"{unusable}; the last attempt: {problem}" : problem;
+        throw new DnsException($"DNS server {server} gave no usable answer in {Attempts} attempt(s): {what}", transient: true);
     }
 
     private static async Task<DnsResponse> ExchangeUdpAsync(IPEndPoint server, byte[] request, DnsMessage sent, CancellationToken cancellationToken)

@@ -65,11 +65,28 @@ public sealed class DnsTransportTests
     {
         await using var server = new FakeDnsServer(r => [r.Bytes[..5], [.. r.Bytes, 0xFF]]);
 
-        var error = await Assert.ThrowsAsync<DnsException>(() => Transport.ExchangeAsync(server.Endpoint, Query(), CancellationToken.None));
+        // Each attempt waits out its timeout (garbage is dropped while waiting); 1 s leaves a loaded machine time to
+        // deliver the garbage at all, and an attempt that saw none would still not hide the one that did.
+        var transport = new DnsTransport(TimeSpan.FromSeconds(1), attempts: 2);
+        var error = await Assert.ThrowsAsync<DnsException>(() => transport.ExchangeAsync(server.Endpoint, Query(), CancellationToken.None));
 
         Assert.Contains("malformed", error.Message);
         Assert.Contains(server.Address, error.Message);
         Assert.True(error.Transient);
+        Assert.Equal(2, server.Requests.Count);
+    }
+
+    [Fact]
+    public async Task ExchangeAsync_GarbageThenSilence_NamesBothTheGarbageAndTheTimeout()
+    {
+        var calls = 0;
+        await using var server = new FakeDnsServer(r => Interlocked.Increment(ref calls) == 1 ? [r.Bytes[..5]] : []);
+
+        var transport = new DnsTransport(TimeSpan.FromSeconds(1), attempts: 2);
+        var error = await Assert.ThrowsAsync<DnsException>(() => transport.ExchangeAsync(server.Endpoint, Query(), CancellationToken.None));
+
+        Assert.Contains("a malformed answer", error.Message);
+        Assert.Contains("; the last attempt: no answer within 1 s", error.Message);
         Assert.Equal(2, server.Requests.Count);
     }
 
