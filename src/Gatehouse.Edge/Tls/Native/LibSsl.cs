@@ -127,7 +127,7 @@ internal static unsafe partial class LibSsl
     public static partial nint SSL_get_current_cipher(nint ssl);
 
     [LibraryImport(Ssl)]
-    public static partial ushort SSL_CIPHER_get_protocol_id(nint cipher);
+    public static partial uint SSL_CIPHER_get_protocol_id(nint cipher);
 
     [LibraryImport(Crypto)]
     public static partial nint BIO_s_mem();

@@ -199,8 +199,13 @@ internal sealed unsafe class OpenSslServerContext : SafeHandle
 
         try
         {
+            // Certificates and keys are handed over as .NET's own X509* and EVP_PKEY* pointers, so the library loaded
+            // here must be the one .NET's cryptography uses (not, say, an app-local copy of another version).
             var version = LibSsl.OpenSSL_version_num();
-            return version >= 0x3000_0000UL ? null : $"OpenSSL 3 is needed; libcrypto.so.3 reports version 0x{version:x}";
+            var dotnet = (ulong)SafeEvpPKeyHandle.OpenSslVersion;
+            return version < 0x3000_0000UL ? $"OpenSSL 3 is needed; libcrypto.so.3 reports version 0x{version:x}"
+                : version != dotnet ? $"libcrypto.so.3 reports version 0x{version:x}, but .NET's cryptography uses 0x{dotnet:x}"
+                : null;
         }
         catch (Exception ex) when (ex is DllNotFoundException or EntryPointNotFoundException)
         {

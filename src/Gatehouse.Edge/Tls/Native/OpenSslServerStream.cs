@@ -126,7 +126,7 @@ internal sealed class OpenSslServerStream : Stream
             };
 #pragma warning restore CA5397
             var cipher = LibSsl.SSL_get_current_cipher(ssl);
-            CipherSuite = cipher == 0 ? default : (System.Net.Security.TlsCipherSuite)LibSsl.SSL_CIPHER_get_protocol_id(cipher);
+            CipherSuite = cipher == 0 ? default : (System.Net.Security.TlsCipherSuite)(ushort)LibSsl.SSL_CIPHER_get_protocol_id(cipher);
             byte* alpn;
             uint alpnLength;
             LibSsl.SSL_get0_alpn_selected(ssl, &alpn, &alpnLength);
@@ -144,12 +144,13 @@ internal sealed class OpenSslServerStream : Stream
 
         while (true)
         {
-            var (result, error, reason, pending) = ReadPlaintext(buffer.Span);
-
-            if (pending > 0)
+            var (result, error, reason, answered) = ReadPlaintext(buffer.Span);
+            if (answered)
             {
-                // Reading can make OpenSSL answer (a TLS 1.3 KeyUpdate, an alert): send it now.
-                await SendPendingAsync(flush: true, cancellationToken);
+                // Reading made OpenSSL answer (a TLS 1.3 KeyUpdate, an alert): send it now. Once plaintext is in the
+                // caller's buffer it must be returned, so that send is no longer cancellable (Kestrel cancels pending
+                // reads on its own, e.g. HTTP/2's heartbeat).
+                await SendPendingAsync(flush: true, result > 0 ? CancellationToken.None : cancellationToken);
             }
 
             switch (error)
@@ -171,12 +172,14 @@ internal sealed class OpenSslServerStream : Stream
         }
     }
 
-    /// <summary>One SSL_read: its result, the SSL error, OpenSSL's reason for a failure, and the ciphertext it left to send.</summary>
-    private unsafe (int Result, int Error, string? Reason, int Pending) ReadPlaintext(Span<byte> buffer)
+    /// <summary>One SSL_read: its result, the SSL error, OpenSSL's reason for a failure, and whether it produced
+    /// ciphertext to send (not counting what a concurrent write left in the write BIO, which that write sends).</summary>
+    private unsafe (int Result, int Error, string? Reason, bool Answered) ReadPlaintext(Span<byte> buffer)
     {
         lock (_ssl)
         {
             var ssl = Live();
+            var before = LibSsl.Pending(_writeBio);
             LibSsl.ERR_clear_error();
             int result;
             fixed (byte* target = buffer)
@@ -186,7 +189,7 @@ internal sealed class OpenSslServerStream : Stream
 
             var error = result > 0 ? LibSsl.SSL_ERROR_NONE : LibSsl.SSL_get_error(ssl, result);
             var reason = error is LibSsl.SSL_ERROR_NONE or LibSsl.SSL_ERROR_WANT_READ or LibSsl.SSL_ERROR_ZERO_RETURN ? null : LibSsl.TakeError($"SSL error {error}");
-            return (result, error, reason, LibSsl.Pending(_writeBio));
+            return (result, error, reason, LibSsl.Pending(_writeBio) > before);
         }
     }
 
@@ -283,13 +286,25 @@ internal sealed class OpenSslServerStream : Stream
         }
 
         var input = _transport.Input;
-        var read = await input.ReadAsync(cancellationToken);
+        ReadResult read;
+        while (true)
+        {
+            read = await input.ReadAsync(cancellationToken);
+            if (read.Buffer.IsEmpty && read.IsCanceled && !read.IsCompleted)
+            {
+                input.AdvanceTo(read.Buffer.End); // a CancelPendingRead on the transport: not the end, read again
+                continue;
+            }
+
+            break;
+        }
+
         var data = read.Buffer;
         if (data.IsEmpty)
         {
             input.AdvanceTo(data.End);
-            _readCompleted = read.IsCompleted || read.IsCanceled;
-            return !_readCompleted;
+            _readCompleted = true;
+            return false;
         }
 
         var taken = data.Length > MaxInputPerRead ? data.Slice(0, MaxInputPerRead) : data;
@@ -392,11 +407,8 @@ internal sealed class OpenSslServerStream : Stream
             }
         }
 
-        if (disposing)
-        {
-            _writeGate.Dispose();
-        }
-
+        // The write gate is not disposed: an operation that still holds it must be able to release it (a
+        // SemaphoreSlim whose wait handle was never asked for holds nothing to free).
         base.Dispose(disposing);
     }
 
