@@ -16,7 +16,9 @@ namespace Gatehouse.Acme;
 /// <param name="NotAfter">The end of validity.</param>
 /// <param name="SubjectPublicKeyInfo">The DER of the SubjectPublicKeyInfo, as
 /// <see cref="AsymmetricAlgorithm.ExportSubjectPublicKeyInfo"/> writes it for the matching key.</param>
-internal sealed record CertificateFields(string SerialNumber, X500DistinguishedName Issuer, DateTimeOffset NotBefore, DateTimeOffset NotAfter, ReadOnlyMemory<byte> SubjectPublicKeyInfo)
+/// <param name="SubjectAlternativeName">The subjectAltName extension (RFC 5280 §4.2.1.6), when the certificate has one:
+/// a standalone object, so reading it leaves no extension cache on a loaded certificate.</param>
+internal sealed record CertificateFields(string SerialNumber, X500DistinguishedName Issuer, DateTimeOffset NotBefore, DateTimeOffset NotAfter, ReadOnlyMemory<byte> SubjectPublicKeyInfo, X509SubjectAlternativeNameExtension? SubjectAlternativeName = null)
 {
     /// <summary>The issuer's common name; its organizational unit, organization or whole name when it has none (the
     /// order <see cref="X509Certificate2.GetNameInfo"/> uses for a simple name).</summary>
@@ -50,6 +52,8 @@ internal sealed record CertificateFields(string SerialNumber, X500DistinguishedN
     }
 
     private static readonly Asn1Tag Version = new(TagClass.ContextSpecific, 0, isConstructed: true);
+    private static readonly Asn1Tag Extensions = new(TagClass.ContextSpecific, 3, isConstructed: true);
+    private const string SubjectAlternativeNameOid = "2.5.29.17";
 
     /// <summary>Reads one DER certificate.</summary>
     /// <exception cref="CryptographicException">It is not a certificate.</exception>
@@ -76,7 +80,7 @@ internal sealed record CertificateFields(string SerialNumber, X500DistinguishedN
             validity.ThrowIfNotEmpty();
             tbs.ReadSequence(); // subject
             var spki = tbs.ReadEncodedValue();
-            return new CertificateFields(serial, issuer, notBefore, notAfter, spki);
+            return new CertificateFields(serial, issuer, notBefore, notAfter, spki, ReadSubjectAlternativeName(tbs));
         }
         catch (AsnContentException ex)
         {
@@ -86,9 +90,14 @@ internal sealed record CertificateFields(string SerialNumber, X500DistinguishedN
 
     /// <summary>Reads every <c>CERTIFICATE</c> block of a PEM text, in order; other blocks are skipped.</summary>
     /// <exception cref="CryptographicException">A certificate block does not hold a certificate.</exception>
-    public static IReadOnlyList<CertificateFields> ReadPem(string pem)
+    public static IReadOnlyList<CertificateFields> ReadPem(string pem) => [.. SplitPem(pem).Select(der => Read(der))];
+
+    /// <summary>The DER of every <c>CERTIFICATE</c> block of a PEM text, in order, not parsed; other blocks are skipped
+    /// (as <see cref="X509Certificate2Collection.ImportFromPem(ReadOnlySpan{char})"/> does).</summary>
+    /// <exception cref="CryptographicException">A certificate block is not base64.</exception>
+    public static List<byte[]> SplitPem(string pem)
     {
-        var certificates = new List<CertificateFields>();
+        var certificates = new List<byte[]>(2);
         var rest = pem.AsMemory();
         while (PemEncoding.TryFind(rest.Span, out var fields))
         {
@@ -101,13 +110,42 @@ internal sealed record CertificateFields(string SerialNumber, X500DistinguishedN
                     throw new CryptographicException("a CERTIFICATE block is not base64");
                 }
 
-                certificates.Add(Read(der));
+                certificates.Add(der);
             }
 
             rest = rest[fields.Location.End..];
         }
 
         return certificates;
+    }
+
+    /// <summary>The subjectAltName among the TBSCertificate's remaining fields (after the public key: the issuer and
+    /// subject unique IDs, then the extensions); null when there is none.</summary>
+    private static X509SubjectAlternativeNameExtension? ReadSubjectAlternativeName(AsnReader tbs)
+    {
+        while (tbs.HasData)
+        {
+            if (!tbs.PeekTag().HasSameClassAndValue(Extensions))
+            {
+                tbs.ReadEncodedValue(); // issuerUniqueID, subjectUniqueID
+                continue;
+            }
+
+            var extensions = tbs.ReadSequence(Extensions).ReadSequence();
+            while (extensions.HasData)
+            {
+                var extension = extensions.ReadSequence();
+                var oid = extension.ReadObjectIdentifier();
+                var critical = extension.PeekTag().HasSameClassAndValue(Asn1Tag.Boolean) && extension.ReadBoolean();
+                var value = extension.ReadOctetString();
+                if (oid == SubjectAlternativeNameOid)
+                {
+                    return new X509SubjectAlternativeNameExtension(value, critical);
+                }
+            }
+        }
+
+        return null;
     }
 
     private static DateTimeOffset ReadTime(AsnReader reader) =>

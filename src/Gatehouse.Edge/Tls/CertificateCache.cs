@@ -3,6 +3,7 @@ using System.Net.Security;
 using System.Security.Authentication;
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
+using Gatehouse.Acme;
 using Gatehouse.Certificates;
 using Gatehouse.Keys;
 using Gatehouse.Sites;
@@ -19,7 +20,7 @@ public sealed class ServedCertificate
 {
     private CertificateRecord _record;
     private Task<Preparation>? _preparation;
-    private Native.OpenSslServerContext? _openSsl;
+    private Native.OpenSslCertificate? _openSsl;
     private string? _openSslFailure;
 
     internal ServedCertificate(string recordKey, CertificateRecord record)
@@ -50,6 +51,10 @@ public sealed class ServedCertificate
 
     /// <summary>The leaf, with its private key; null until prepared, and when it cannot be prepared.</summary>
     public X509Certificate2? Leaf => Prepared?.Leaf;
+
+    /// <summary>The chain's intermediates (instances shared with the other certificates of the same issuer); null until
+    /// prepared, and when it cannot be prepared.</summary>
+    internal X509Certificate2Collection? Intermediates => Prepared?.Intermediates;
 
     /// <summary>Server options for .NET's TLS (certificate context with chain, protocols, ALPN), shared by handshakes and
     /// made by the first that asks; null until prepared, and when it cannot be prepared.</summary>
@@ -89,28 +94,29 @@ public sealed class ServedCertificate
     }
 
     /// <summary>
-    /// The OpenSSL context of the edge's own TLS engine for this certificate, built from the prepared leaf and
-    /// intermediates by the first handshake that asks and kept with this instance; null before preparation and when
-    /// it cannot be built (<paramref name="failure"/> then says why, and is set once, for one log line).
+    /// What the edge's own TLS engine gives this certificate's connections (leaf, key, chain, session-id context), made
+    /// from the prepared certificate by the first handshake that asks and kept with this instance; null before
+    /// preparation and when OpenSSL refuses it (<paramref name="failure"/> then says why, and is set once, for one log
+    /// line).
     /// </summary>
-    internal Native.OpenSslServerContext? GetOpenSslContext(out string? failure, out bool failedNow)
+    internal Native.OpenSslCertificate? GetOpenSslCertificate(Native.OpenSslServerContext context, out string? failure, out bool failedNow)
     {
         failedNow = false;
         failure = Volatile.Read(ref _openSslFailure);
-        if (Volatile.Read(ref _openSsl) is { } built)
+        if (Volatile.Read(ref _openSsl) is { } made)
         {
-            return built;
+            return made;
         }
 
-        if (failure is not null || Prepared is not { Leaf: { } leaf, Intermediates: { } intermediates })
+        if (failure is not null || Prepared is not { PublicLeaf: { } leaf, PrivateKey: { } key, Intermediates: { } intermediates })
         {
             return null;
         }
 
-        Native.OpenSslServerContext created;
+        Native.OpenSslCertificate created;
         try
         {
-            created = Native.OpenSslServerContext.Create(leaf, intermediates);
+            created = Native.OpenSslCertificate.Create(context, leaf, key, intermediates);
         }
         catch (Exception ex) when (ex is CryptographicException or PlatformNotSupportedException)
         {
@@ -121,7 +127,7 @@ public sealed class ServedCertificate
 
         if (Interlocked.CompareExchange(ref _openSsl, created, null) is { } winner)
         {
-            created.Dispose(); // a concurrent first handshake built it too
+            created.Dispose(); // a concurrent first handshake made it too
             return winner;
         }
 
@@ -158,48 +164,81 @@ public sealed class ServedCertificate
 }
 
 /// <summary>
-/// The outcome of preparing a certificate: the leaf with its key and the intermediates, or why not. The .NET TLS
-/// options (whose <see cref="SslStreamCertificateContext"/> builds a chain) are made by their first user only, since
-/// the OpenSSL engine serves most certificates without them.
+/// The outcome of preparing a certificate: the leaf, its private key and the intermediates (shared with the other
+/// certificates of the same issuer), or why not. The leaf with its key attached and the .NET TLS options (whose
+/// <see cref="SslStreamCertificateContext"/> builds a chain) are made by their first user only, since the OpenSSL engine
+/// serves most certificates without them.
 /// </summary>
 internal sealed class Preparation
 {
     private readonly Func<X509Certificate2, X509Certificate2Collection, SslServerAuthenticationOptions>? _makeOptions;
+    private X509Certificate2? _leaf;
     private SslServerAuthenticationOptions? _options;
 
-    private Preparation(X509Certificate2? leaf, X509Certificate2Collection? intermediates, Func<X509Certificate2, X509Certificate2Collection, SslServerAuthenticationOptions>? makeOptions, string? failure)
+    private Preparation(X509Certificate2? publicLeaf, AsymmetricAlgorithm? privateKey, X509Certificate2Collection? intermediates, Func<X509Certificate2, X509Certificate2Collection, SslServerAuthenticationOptions>? makeOptions, string? failure)
     {
-        Leaf = leaf;
+        PublicLeaf = publicLeaf;
+        PrivateKey = privateKey;
         Intermediates = intermediates;
         _makeOptions = makeOptions;
         Failure = failure;
     }
 
-    public X509Certificate2? Leaf { get; }
+    /// <summary>The leaf without its key.</summary>
+    public X509Certificate2? PublicLeaf { get; }
+
+    /// <summary>The leaf's private key (checked to be the leaf's).</summary>
+    public AsymmetricAlgorithm? PrivateKey { get; }
 
     public X509Certificate2Collection? Intermediates { get; }
 
     public string? Failure { get; }
+
+    /// <summary>The leaf with its private key attached, made on first use (concurrent first users may both make it; one
+    /// is kept).</summary>
+    public X509Certificate2? Leaf
+    {
+        get
+        {
+            if (Volatile.Read(ref _leaf) is { } made || PublicLeaf is null || PrivateKey is null)
+            {
+                return _leaf;
+            }
+
+            var copy = PrivateKey switch
+            {
+                RSA rsa => PublicLeaf.CopyWithPrivateKey(rsa),
+                ECDsa ecdsa => PublicLeaf.CopyWithPrivateKey(ecdsa),
+                _ => throw new CryptographicException($"unexpected key type {PrivateKey.GetType().Name}"),
+            };
+            if (Interlocked.CompareExchange(ref _leaf, copy, null) is not null)
+            {
+                copy.Dispose();
+            }
+
+            return _leaf;
+        }
+    }
 
     /// <summary>The .NET TLS options, made on first use (concurrent first users may both make them; one is kept).</summary>
     public SslServerAuthenticationOptions? Options
     {
         get
         {
-            if (Volatile.Read(ref _options) is { } made || Leaf is null || Intermediates is null || _makeOptions is null)
+            if (Volatile.Read(ref _options) is { } made || Leaf is not { } leaf || Intermediates is null || _makeOptions is null)
             {
                 return _options;
             }
 
-            Interlocked.CompareExchange(ref _options, _makeOptions(Leaf, Intermediates), null);
+            Interlocked.CompareExchange(ref _options, _makeOptions(leaf, Intermediates), null);
             return _options;
         }
     }
 
-    public static Preparation Served(X509Certificate2 leaf, X509Certificate2Collection intermediates, Func<X509Certificate2, X509Certificate2Collection, SslServerAuthenticationOptions> makeOptions) =>
-        new(leaf, intermediates, makeOptions, null);
+    public static Preparation Served(X509Certificate2 publicLeaf, AsymmetricAlgorithm privateKey, X509Certificate2Collection intermediates, Func<X509Certificate2, X509Certificate2Collection, SslServerAuthenticationOptions> makeOptions) =>
+        new(publicLeaf, privateKey, intermediates, makeOptions, null);
 
-    public static Preparation Failed(string failure) => new(null, null, null, failure);
+    public static Preparation Failed(string failure) => new(null, null, null, null, failure);
 }
 
 /// <summary>
@@ -236,6 +275,7 @@ public sealed class CertificateCache
     private readonly ILogger<CertificateCache> _logger;
     private readonly Func<ServedCertificate, Preparation> _prepare;
     private readonly Func<X509Certificate2, X509Certificate2Collection, SslServerAuthenticationOptions> _makeOptions;
+    private readonly IntermediatePool _intermediates = new();
     private readonly Lock _rebuild = new();
     private volatile Table _table = new(new HostTable<ServedCertificate>([]), new(StringComparer.Ordinal), new(StringComparer.Ordinal), 0, 0);
 
@@ -390,34 +430,37 @@ public sealed class CertificateCache
         return new InternalSlot(latest, latest.Options is not null ? latest : known?.Served);
     }
 
-    /// <summary>Parses the chain, checks it against the record, opens the sealed key and builds the TLS context.
-    /// Failures are values (and one error log), never key material.</summary>
+    /// <summary>Parses the chain (intermediates from <see cref="_intermediates"/> when already known), checks it
+    /// against the record and opens the sealed key. Failures are values (and one error log), never key material.</summary>
     private Preparation Prepare(ServedCertificate certificate)
     {
         var record = certificate.Record;
-        var chain = new X509Certificate2Collection();
         X509Certificate2? leaf = null;
-        Preparation? prepared = null;
+        AsymmetricAlgorithm? key = null;
         string? failure;
         try
         {
-            chain.ImportFromPem(record.ChainPem);
-            failure = chain.Count == 0 ? "its chain holds no certificate" : MismatchWithRecord(chain[0], certificate);
+            var blocks = CertificateFields.SplitPem(record.ChainPem ?? "");
+            failure = blocks.Count == 0 ? "its chain holds no certificate" : MismatchWithRecord(CertificateFields.Read(blocks[0]), certificate);
             if (failure is null)
             {
+                leaf = X509CertificateLoader.LoadCertificate(blocks[0]);
+            }
+
+            if (failure is null && leaf is not null)
+            {
+                var intermediates = new X509Certificate2Collection();
+                for (var i = 1; i < blocks.Count; i++)
+                {
+                    intermediates.Add(_intermediates.Get(blocks[i]));
+                }
+
                 using (var plaintext = _cipher.Open(certificate.RecordKey, record.SealedKey))
                 {
-                    leaf = WithPrivateKey(chain[0], plaintext.Span); // throws when the key is not the leaf's
+                    key = PrivateKeyOf(leaf, plaintext.Span); // throws when the key is not the leaf's
                 }
 
-                var intermediates = new X509Certificate2Collection();
-                for (var i = 1; i < chain.Count; i++)
-                {
-                    intermediates.Add(chain[i]);
-                }
-
-                prepared = Preparation.Served(leaf, intermediates, _makeOptions);
-                return prepared;
+                return Preparation.Served(leaf, key, intermediates, _makeOptions);
             }
         }
         catch (Exception ex) when (ex is CryptographicException or ArgumentException or FormatException)
@@ -425,24 +468,36 @@ public sealed class CertificateCache
             // EnvelopeAuthenticationException is a CryptographicException and names the record, never key material.
             failure = ex.Message;
         }
-        finally
+
+        // Nothing is kept (the intermediates stay in the pool, which other certificates may share).
+        leaf?.Dispose();
+        key?.Dispose();
+        CertificateCacheLog.Unusable(_logger, certificate.Id, certificate.Serial, failure ?? "unknown");
+        return Preparation.Failed(failure ?? "unknown");
+    }
+
+    /// <summary>The leaf's private key from its PKCS#8 encoding, as an OpenSSL key on Linux (which the edge's TLS
+    /// engine can hand to OpenSSL). Throws <see cref="CryptographicException"/> when it is not the leaf's key.</summary>
+    private static AsymmetricAlgorithm PrivateKeyOf(X509Certificate2 leaf, ReadOnlySpan<byte> pkcs8)
+    {
+        AsymmetricAlgorithm key = leaf.GetKeyAlgorithm() == RsaOid
+            ? (OperatingSystem.IsLinux() ? new RSAOpenSsl() : RSA.Create())
+            : (OperatingSystem.IsLinux() ? new ECDsaOpenSsl() : ECDsa.Create());
+        try
         {
-            // A prepared context keeps the leaf with its key and the intermediates; the public-only leaf goes now, and
-            // everything when nothing was prepared.
-            var unused = prepared is null ? chain.Count : 1;
-            for (var i = 0; i < unused; i++)
+            key.ImportPkcs8PrivateKey(pkcs8, out _);
+            if (!key.ExportSubjectPublicKeyInfo().AsSpan().SequenceEqual(leaf.PublicKey.ExportSubjectPublicKeyInfo()))
             {
-                chain[i].Dispose();
+                throw new CryptographicException("its sealed key is not the key of its chain's leaf");
             }
 
-            if (prepared is null)
-            {
-                leaf?.Dispose();
-            }
+            return key;
         }
-
-        CertificateCacheLog.Unusable(_logger, certificate.Id, certificate.Serial, failure);
-        return Preparation.Failed(failure);
+        catch
+        {
+            key.Dispose();
+            throw;
+        }
     }
 
     /// <summary>The .NET TLS options of a prepared certificate (its chain built offline into the context), for
@@ -459,9 +514,6 @@ public sealed class CertificateCache
         AllowTlsResume = true,
     };
 
-    /// <summary>What makes the chain's leaf not the one the record describes: another serial, or names its SAN does
-    /// not cover (exactly, or by a one-level wildcard as RFC 6125 §6.4.3 allows; an IP address only by itself); null
-    /// when it matches.</summary>
     /// <summary>The leaf with its PKCS#8 key attached: ECDSA or RSA, as the leaf's public key says.</summary>
     internal static X509Certificate2 WithPrivateKey(X509Certificate2 leaf, ReadOnlySpan<byte> pkcs8)
     {
@@ -479,7 +531,10 @@ public sealed class CertificateCache
 
     private const string RsaOid = "1.2.840.113549.1.1.1";
 
-    private static string? MismatchWithRecord(X509Certificate2 leaf, ServedCertificate certificate)
+    /// <summary>What makes the chain's leaf not the one the record describes: another serial, or names its SAN does
+    /// not cover (exactly, or by a one-level wildcard as RFC 6125 §6.4.3 allows; an IP address only by itself); null
+    /// when it matches.</summary>
+    private static string? MismatchWithRecord(CertificateFields leaf, ServedCertificate certificate)
     {
         if (!string.Equals(leaf.SerialNumber, certificate.Serial, StringComparison.OrdinalIgnoreCase))
         {
@@ -488,17 +543,14 @@ public sealed class CertificateCache
 
         var dnsNames = new List<KeyValuePair<string, string>>();
         var addresses = new HashSet<IPAddress>();
-        foreach (var extension in leaf.Extensions)
+        if (leaf.SubjectAlternativeName is { } san)
         {
-            if (extension is X509SubjectAlternativeNameExtension san)
+            foreach (var name in san.EnumerateDnsNames())
             {
-                foreach (var name in san.EnumerateDnsNames())
-                {
-                    dnsNames.Add(new(name, name));
-                }
-
-                addresses.UnionWith(san.EnumerateIPAddresses());
+                dnsNames.Add(new(name, name));
             }
+
+            addresses.UnionWith(san.EnumerateIPAddresses());
         }
 
         var covered = new HostTable<string>(dnsNames);

@@ -218,7 +218,7 @@ public sealed class GatehouseServer : IAsyncDisposable
             sp.GetRequiredService<CertificateCache>(), sp.GetRequiredService<ILogger<SniGate>>(), options.Edge.HandshakeTimeout, sp.GetRequiredService<TlsAlpnResponder>(),
             routes, sp.GetRequiredService<PassthroughRelay>(), sp.GetRequiredService<SiteTlsPolicies>(), options.Edge.DefaultSite));
         services.AddSingleton<SiteTlsPolicies>();
-        // The edge's TLS engine (config edge:tlsEngine): OpenSSL with a kept context per certificate where it can run,
+        // The edge's TLS engine (config edge:tlsEngine): OpenSSL with one shared context where it can run,
         // .NET's SslStream otherwise and always for sites that ask for client certificates; see docs/edge-modes.md.
         var openSslTls = options.Edge.TlsEngine == EdgeTlsEngine.OpenSsl && OpenSslTlsMiddleware.IsAvailable;
         if (openSslTls)
@@ -394,7 +394,7 @@ public sealed class GatehouseServer : IAsyncDisposable
         else
         {
             HostingLog.TlsEngine(logger, Options.Edge.TlsEngine == EdgeTlsEngine.OpenSsl
-                ? $"{OpenSslTlsMiddleware.Version}, a kept context per certificate (sites that ask for client certificates: .NET's SslStream)"
+                ? $"{OpenSslTlsMiddleware.Version}, one context for every certificate (sites that ask for client certificates: .NET's SslStream)"
                 : ".NET's SslStream");
         }
 

@@ -58,6 +58,49 @@ public sealed class CertificateFieldsTests
         Assert.Empty(CertificateFields.ReadPem("no PEM here"));
     }
 
+    [Fact]
+    public void Reads_the_subject_alternative_names_as_OpenSSL_does_and_null_without_them()
+    {
+        using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        var names = new SubjectAlternativeNameBuilder();
+        names.AddDnsName("a.fields.test");
+        names.AddDnsName("*.b.fields.test");
+        names.AddIpAddress(System.Net.IPAddress.Parse("192.0.2.7"));
+        names.AddIpAddress(System.Net.IPAddress.Parse("2001:db8::1"));
+        var request = new CertificateRequest("CN=leaf.test", key, HashAlgorithmName.SHA256);
+        request.CertificateExtensions.Add(new X509BasicConstraintsExtension(false, false, 0, true));
+        request.CertificateExtensions.Add(names.Build(critical: true));
+        request.CertificateExtensions.Add(new X509KeyUsageExtension(X509KeyUsageFlags.DigitalSignature, true));
+        using var certificate = request.Create(new X500DistinguishedName("CN=Fields Test Issuer"), X509SignatureGenerator.CreateForECDsa(key), DateTimeOffset.UtcNow, DateTimeOffset.UtcNow.AddDays(1), [7]);
+        using var withoutNames = Issue(key, key, "CN=Fields Test Issuer", [8], DateTimeOffset.UtcNow, DateTimeOffset.UtcNow.AddDays(1));
+
+        var san = CertificateFields.Read(certificate.RawData).SubjectAlternativeName;
+
+        var expected = certificate.Extensions.OfType<X509SubjectAlternativeNameExtension>().Single();
+        Assert.NotNull(san);
+        Assert.True(san.Critical);
+        Assert.Equal(expected.EnumerateDnsNames(), san.EnumerateDnsNames());
+        Assert.Equal(expected.EnumerateIPAddresses(), san.EnumerateIPAddresses());
+        Assert.Equal(["a.fields.test", "*.b.fields.test"], san.EnumerateDnsNames());
+        Assert.Null(CertificateFields.Read(withoutNames.RawData).SubjectAlternativeName);
+    }
+
+    [Fact]
+    public void Splits_a_PEM_chain_into_the_DER_of_its_certificate_blocks()
+    {
+        using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        using var first = Issue(key, key, "CN=Split", [1], DateTimeOffset.UtcNow, DateTimeOffset.UtcNow.AddDays(1));
+        using var second = Issue(key, key, "CN=Split", [2], DateTimeOffset.UtcNow, DateTimeOffset.UtcNow.AddDays(1));
+        var pem = first.ExportCertificatePem() + "\n" + PemEncoding.WriteString("PRIVATE KEY", [1, 2, 3]) + "\n" + second.ExportCertificatePem();
+
+        var blocks = CertificateFields.SplitPem(pem);
+
+        Assert.Equal([first.RawData, second.RawData], blocks);
+        Assert.Empty(CertificateFields.SplitPem(""));
+        var broken = "-----BEGIN CERTIFICATE-----\nAAA*\n-----END CERTIFICATE-----\n";
+        Assert.Empty(CertificateFields.SplitPem(broken)); // not a PEM block at all: PemEncoding skips it
+    }
+
     [Theory]
     [InlineData(new byte[] { })]
     [InlineData(new byte[] { 0x30, 0x03, 0x02, 0x01, 0x01 })] // a SEQUENCE holding an INTEGER, not a certificate

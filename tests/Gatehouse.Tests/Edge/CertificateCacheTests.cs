@@ -126,6 +126,42 @@ public sealed class CertificateCacheTests : IDisposable
     }
 
     [Fact]
+    public async Task Handshake_SealedKeyOfAnotherCertificate_IsRefusedAndLoggedWithoutTheKey()
+    {
+        using var otherKey = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        var record = Record("wrongkey.bulk.test");
+        record = record with { SealedKey = _cipher.Seal(StoreKeys.Certificate(record.Id), otherKey.ExportPkcs8PrivateKey()) };
+        _cache.Apply(Snapshot([record], revision: 1));
+
+        Assert.Equal(InternalErrorAlert, await RefusedAsync("wrongkey.bulk.test"));
+
+        var error = Assert.Single(_log.Errors);
+        Assert.Contains("its sealed key is not the key of its chain's leaf", error, StringComparison.Ordinal);
+        Assert.True(_cache.TryMatch("wrongkey.bulk.test", out var served));
+        Assert.Null(served.Leaf);
+        Assert.Null(served.Intermediates);
+    }
+
+    [Fact]
+    public async Task Handshake_CertificatesOfOneIssuer_ShareOneParsedIntermediate()
+    {
+        // The bulk chain is a leaf under a root; here the root is sent along as the chain's second certificate.
+        var chainPem = _chain.ChainPem + "\n" + _chain.Root.ExportCertificatePem() + "\n";
+        _cache.Apply(Snapshot([Record("one.bulk.test") with { ChainPem = chainPem }, Record("two.bulk.test") with { ChainPem = chainPem }], revision: 1));
+        await HandshakeAsync("one.bulk.test");
+        await HandshakeAsync("two.bulk.test");
+
+        Assert.True(_cache.TryMatch("one.bulk.test", out var one));
+        Assert.True(_cache.TryMatch("two.bulk.test", out var two));
+        Assert.NotSame(one, two);
+        Assert.NotSame(one.Leaf, two.Leaf);
+        var intermediate = Assert.Single(one.Intermediates!);
+        Assert.Same(intermediate, Assert.Single(two.Intermediates!));
+        Assert.Equal(_chain.Root.RawData, intermediate.RawData);
+        Assert.Equal(_chain.ChainPem.Trim(), one.Leaf!.ExportCertificatePem().Trim());
+    }
+
+    [Fact]
     public async Task Handshake_NameTheLeafDoesNotCover_IsRefusedWithoutOpeningTheKey()
     {
         _cache.Apply(Snapshot([Record("other.test"), Record("a.b.bulk.test")], revision: 1));

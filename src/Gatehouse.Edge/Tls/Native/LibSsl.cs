@@ -63,9 +63,6 @@ internal static unsafe partial class LibSsl
 
     public static void SetSessionCacheSize(nint ctx, long size) => SSL_CTX_ctrl(ctx, SSL_CTRL_SET_SESS_CACHE_SIZE, size, 0);
 
-    /// <summary>SSL_CTX_add1_chain_cert: the context takes its own reference to <paramref name="x509"/>.</summary>
-    public static bool AddChainCertificate(nint ctx, nint x509) => SSL_CTX_ctrl(ctx, SSL_CTRL_CHAIN_CERT, 1, x509) == 1;
-
     [LibraryImport(Ssl, StringMarshalling = StringMarshalling.Utf8)]
     public static partial int SSL_CTX_set_cipher_list(nint ctx, string list);
 
@@ -73,16 +70,19 @@ internal static unsafe partial class LibSsl
     public static partial int SSL_CTX_set_ciphersuites(nint ctx, string list);
 
     [LibraryImport(Ssl)]
-    public static partial int SSL_CTX_set_session_id_context(nint ctx, byte* id, uint length);
+    public static partial int SSL_use_certificate(nint ssl, nint x509);
 
     [LibraryImport(Ssl)]
-    public static partial int SSL_CTX_use_certificate(nint ctx, nint x509);
+    public static partial int SSL_use_PrivateKey(nint ssl, nint pkey);
 
     [LibraryImport(Ssl)]
-    public static partial int SSL_CTX_use_PrivateKey(nint ctx, nint pkey);
+    private static partial long SSL_ctrl(nint ssl, int cmd, long larg, nint parg);
+
+    /// <summary>SSL_add1_chain_cert: the connection takes its own reference to <paramref name="x509"/>.</summary>
+    public static bool AddChainCertificate(nint ssl, nint x509) => SSL_ctrl(ssl, SSL_CTRL_CHAIN_CERT, 1, x509) == 1;
 
     [LibraryImport(Ssl)]
-    public static partial int SSL_CTX_check_private_key(nint ctx);
+    public static partial int SSL_set_session_id_context(nint ssl, byte* id, uint length);
 
     [LibraryImport(Ssl)]
     public static partial void SSL_CTX_set_alpn_select_cb(nint ctx, delegate* unmanaged[Cdecl]<nint, byte**, byte*, byte*, uint, nint, int> callback, nint arg);

@@ -1,17 +1,18 @@
 using System.Runtime.InteropServices;
 using System.Security.Cryptography;
-using System.Security.Cryptography.X509Certificates;
 
 namespace Gatehouse.Edge.Tls.Native;
 
 /// <summary>
-/// One OpenSSL <c>SSL_CTX</c> for one served certificate: the leaf with its key, the intermediates, the edge's TLS
-/// policy (TLS 1.2 and 1.3, AEAD suites with forward secrecy, no renegotiation, no compression), ALPN (h2, then
-/// http/1.1) and session resumption (the context's own ticket keys and session cache). Built once per certificate by
-/// its first handshake and kept as long as the certificate is (about 12 KiB each), so a client that rotates over many
-/// names does not rebuild a context per handshake, which is what .NET's own per-certificate cache does once more than a
-/// few dozen certificates are in use (it evicts every idle context every 32 insertions). Connections hold their own
-/// OpenSSL reference to the context, so freeing this handle while they run is safe.
+/// The edge's one OpenSSL <c>SSL_CTX</c>: the TLS policy (TLS 1.2 and 1.3, AEAD suites with forward secrecy, no
+/// renegotiation, no compression), ALPN (h2, then http/1.1), the session cache and the ticket keys. It holds no
+/// certificate: each connection gets its certificate's leaf, key and chain and its session-id context from
+/// <see cref="OpenSslCertificate"/>, so a served certificate costs no context of its own (OpenSSL 3.0's
+/// <c>SSL_CTX_new</c> takes about 200 µs and 12 KiB). Sessions still resume only on the certificate that made them:
+/// the ticket keys and the session cache are shared, but OpenSSL resumes a session (a TLS 1.2 session ID or ticket, a
+/// TLS 1.3 ticket) only on a connection with the session-id context it was made with (<c>ssl_get_prev_session</c>),
+/// and each certificate has its own. Connections hold their own OpenSSL reference to the context, so freeing this
+/// handle while they run is safe.
 /// </summary>
 internal sealed unsafe class OpenSslServerContext : SafeHandle
 {
@@ -21,8 +22,9 @@ internal sealed unsafe class OpenSslServerContext : SafeHandle
     /// <summary>The TLS 1.3 suites (all of them are AEAD).</summary>
     internal const string Tls13Suites = "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256";
 
-    /// <summary>Sessions each context remembers for TLS 1.2 session-ID resumption (OpenSSL's default is 20,480).</summary>
-    private const long SessionCacheSize = 1024;
+    /// <summary>Sessions the context remembers for TLS 1.2 session-ID resumption, over all certificates (OpenSSL's
+    /// default is 20,480; tickets need no server-side memory).</summary>
+    private const long SessionCacheSize = 10_240;
 
     private static readonly Lazy<string?> Unavailability = new(FindUnavailability);
 
@@ -40,9 +42,8 @@ internal sealed unsafe class OpenSslServerContext : SafeHandle
         ? $"OpenSSL {v >> 28}.{(v >> 20) & 0xff}.{(v >> 4) & 0xff}"
         : null;
 
-    /// <summary>Builds the context for <paramref name="leaf"/> (which must carry its private key) and its
-    /// intermediates. Throws <see cref="CryptographicException"/> naming the OpenSSL check that failed.</summary>
-    public static OpenSslServerContext Create(X509Certificate2 leaf, X509Certificate2Collection intermediates)
+    /// <summary>Builds the context. Throws <see cref="CryptographicException"/> naming the OpenSSL call that failed.</summary>
+    public static OpenSslServerContext Create()
     {
         if (Unavailable is { } why)
         {
@@ -60,21 +61,17 @@ internal sealed unsafe class OpenSslServerContext : SafeHandle
         context.SetHandle(ctx);
         try
         {
-            Configure(ctx);
-            using var key = PrivateKeyOf(leaf);
-            Check(LibSsl.SSL_CTX_use_certificate(ctx, leaf.Handle), "SSL_CTX_use_certificate");
-            Check(LibSsl.SSL_CTX_use_PrivateKey(ctx, key.DangerousGetHandle()), "SSL_CTX_use_PrivateKey");
-            Check(LibSsl.SSL_CTX_check_private_key(ctx), "SSL_CTX_check_private_key");
-            foreach (var intermediate in intermediates)
+            if (!LibSsl.SetMinProtocolVersion(ctx, LibSsl.TLS1_2_VERSION))
             {
-                if (!LibSsl.AddChainCertificate(ctx, intermediate.Handle))
-                {
-                    throw Failure("SSL_CTX_add1_chain_cert");
-                }
+                throw Failure("SSL_CTX_set_min_proto_version");
             }
 
-            GC.KeepAlive(leaf);
-            GC.KeepAlive(intermediates);
+            LibSsl.SSL_CTX_set_options(ctx, LibSsl.SSL_OP_NO_RENEGOTIATION | LibSsl.SSL_OP_NO_COMPRESSION | LibSsl.SSL_OP_CIPHER_SERVER_PREFERENCE);
+            Check(LibSsl.SSL_CTX_set_cipher_list(ctx, Tls12Ciphers), "SSL_CTX_set_cipher_list");
+            Check(LibSsl.SSL_CTX_set_ciphersuites(ctx, Tls13Suites), "SSL_CTX_set_ciphersuites");
+            LibSsl.SetReleaseBuffers(ctx);
+            LibSsl.SetSessionCacheSize(ctx, SessionCacheSize);
+            LibSsl.SSL_CTX_set_alpn_select_cb(ctx, &SelectApplicationProtocol, 0);
             return context;
         }
         catch
@@ -88,52 +85,6 @@ internal sealed unsafe class OpenSslServerContext : SafeHandle
     {
         LibSsl.SSL_CTX_free(handle);
         return true;
-    }
-
-    private static void Configure(nint ctx)
-    {
-        if (!LibSsl.SetMinProtocolVersion(ctx, LibSsl.TLS1_2_VERSION))
-        {
-            throw Failure("SSL_CTX_set_min_proto_version");
-        }
-
-        LibSsl.SSL_CTX_set_options(ctx, LibSsl.SSL_OP_NO_RENEGOTIATION | LibSsl.SSL_OP_NO_COMPRESSION | LibSsl.SSL_OP_CIPHER_SERVER_PREFERENCE);
-        Check(LibSsl.SSL_CTX_set_cipher_list(ctx, Tls12Ciphers), "SSL_CTX_set_cipher_list");
-        Check(LibSsl.SSL_CTX_set_ciphersuites(ctx, Tls13Suites), "SSL_CTX_set_ciphersuites");
-        LibSsl.SetReleaseBuffers(ctx);
-        LibSsl.SetSessionCacheSize(ctx, SessionCacheSize);
-
-        // A session resumes only with the context that made it; the id context says so to OpenSSL.
-        var id = stackalloc byte[32];
-        RandomNumberGenerator.Fill(new Span<byte>(id, 32));
-        Check(LibSsl.SSL_CTX_set_session_id_context(ctx, id, 32), "SSL_CTX_set_session_id_context");
-        LibSsl.SSL_CTX_set_alpn_select_cb(ctx, &SelectApplicationProtocol, 0);
-    }
-
-    /// <summary>The leaf's private key as an OpenSSL EVP_PKEY (a new reference, released with the returned handle).</summary>
-    private static SafeEvpPKeyHandle PrivateKeyOf(X509Certificate2 leaf)
-    {
-        if (leaf.GetECDsaPrivateKey() is { } ecdsa)
-        {
-            using (ecdsa)
-            {
-                return ecdsa is ECDsaOpenSsl openSsl
-                    ? openSsl.DuplicateKeyHandle()
-                    : throw new CryptographicException("the certificate's ECDSA key is not an OpenSSL key");
-            }
-        }
-
-        if (leaf.GetRSAPrivateKey() is { } rsa)
-        {
-            using (rsa)
-            {
-                return rsa is RSAOpenSsl openSsl
-                    ? openSsl.DuplicateKeyHandle()
-                    : throw new CryptographicException("the certificate's RSA key is not an OpenSSL key");
-            }
-        }
-
-        throw new CryptographicException("the certificate has no ECDSA or RSA private key");
     }
 
     /// <summary>

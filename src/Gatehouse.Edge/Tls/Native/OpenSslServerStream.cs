@@ -30,7 +30,9 @@ internal sealed class OpenSslServerStream : Stream
     private nint _handle;
     private bool _readCompleted;
 
-    public OpenSslServerStream(OpenSslServerContext context, IDuplexPipe transport)
+    /// <summary>A connection of <paramref name="context"/> that presents <paramref name="certificate"/>. Throws
+    /// <see cref="AuthenticationException"/> with OpenSSL's reason when the connection cannot be set up.</summary>
+    public OpenSslServerStream(OpenSslServerContext context, OpenSslCertificate certificate, IDuplexPipe transport)
     {
         _transport = transport;
         LibSsl.ERR_clear_error();
@@ -52,6 +54,15 @@ internal sealed class OpenSslServerStream : Stream
         }
 
         LibSsl.SSL_set_bio(ssl, readBio, writeBio); // the SSL owns both from here
+        try
+        {
+            certificate.ApplyTo(ssl);
+        }
+        catch (System.Security.Cryptography.CryptographicException ex)
+        {
+            LibSsl.SSL_free(ssl);
+            throw new AuthenticationException(ex.Message, ex);
+        }
         LibSsl.SSL_set_accept_state(ssl);
         _handle = ssl;
         _readBio = readBio;

@@ -13,17 +13,39 @@ namespace Gatehouse.Edge.Tls.Native;
 /// <summary>
 /// Connection middleware on the HTTPS listener, between the <see cref="SniGate"/> and Kestrel's HTTPS middleware:
 /// terminates TLS with OpenSSL (<see cref="OpenSslServerStream"/>) for the connections whose site does not ask for
-/// client certificates, with the certificate the gate chose and that certificate's own kept <c>SSL_CTX</c>, and hands
-/// the plaintext connection to what follows Kestrel's HTTPS middleware. Everything else (client-certificate sites,
-/// TLS-ALPN-01 challenges, a certificate whose context cannot be built) goes on to Kestrel's HTTPS middleware.
+/// client certificates, on the engine's one <c>SSL_CTX</c> with the certificate the gate chose
+/// (<see cref="OpenSslCertificate"/>), and hands the plaintext connection to what follows Kestrel's HTTPS middleware.
+/// Everything else (client-certificate sites, TLS-ALPN-01 challenges, a certificate OpenSSL refuses) goes on to
+/// Kestrel's HTTPS middleware.
 /// Kestrel learns the outcome through the same connection features its own TLS sets: HTTP/2 is chosen by ALPN and
 /// requires TLS 1.2 or later, as with SslStream.
 /// </summary>
-/// <param name="handshakeTimeout">How long the client has to finish the handshake.</param>
-/// <param name="logger">Handshake failures (Debug, as Kestrel logs its own), contexts that cannot be built (Error, once each).</param>
-public sealed class OpenSslTlsMiddleware(TimeSpan handshakeTimeout, ILogger<OpenSslTlsMiddleware> logger)
+public sealed class OpenSslTlsMiddleware
 {
+    private readonly TimeSpan _handshakeTimeout;
+    private readonly ILogger<OpenSslTlsMiddleware> _logger;
+
+    /// <summary>The one OpenSSL context every connection terminated here runs on; null when it could not be built
+    /// (logged once), and then every connection goes on to Kestrel's HTTPS middleware.</summary>
+    private readonly OpenSslServerContext? _context;
     private ConnectionDelegate? _afterTls;
+
+    /// <summary>Builds the engine's context; when OpenSSL refuses it, logs why and lets every connection through.</summary>
+    /// <param name="handshakeTimeout">How long the client has to finish the handshake.</param>
+    /// <param name="logger">Handshake failures (Debug, as Kestrel logs its own), certificates OpenSSL refuses (Error, once each), a context that cannot be built (Error).</param>
+    public OpenSslTlsMiddleware(TimeSpan handshakeTimeout, ILogger<OpenSslTlsMiddleware> logger)
+    {
+        _handshakeTimeout = handshakeTimeout;
+        _logger = logger;
+        try
+        {
+            _context = OpenSslServerContext.Create();
+        }
+        catch (Exception ex) when (ex is System.Security.Cryptography.CryptographicException or PlatformNotSupportedException)
+        {
+            OpenSslTlsLog.EngineFailed(logger, ex.Message);
+        }
+    }
 
     /// <summary>Whether the engine can run in this process; when not, <see cref="Unavailable"/> says why.</summary>
     public static bool IsAvailable => OpenSslServerContext.Unavailable is null;
@@ -47,16 +69,28 @@ public sealed class OpenSslTlsMiddleware(TimeSpan handshakeTimeout, ILogger<Open
     public async Task OnConnectionAsync(ConnectionContext connection, ConnectionDelegate next)
     {
         if (_afterTls is not { } afterTls
+            || _context is not { } context
             || connection.Features.Get<ServedCertificateFeature>() is not { AsksForClientCertificate: false } served
-            || Context(served.Certificate) is not { } context)
+            || CertificateFor(served.Certificate, context) is not { } certificate)
         {
             await next(connection);
             return;
         }
 
         var transport = connection.Transport;
-        using var tls = new OpenSslServerStream(context, transport);
-        using (var timeout = new CancellationTokenSource(handshakeTimeout))
+        OpenSslServerStream tls;
+        try
+        {
+            tls = new OpenSslServerStream(context, certificate, transport);
+        }
+        catch (AuthenticationException ex)
+        {
+            OpenSslTlsLog.HandshakeFailed(_logger, connection.ConnectionId, ex.Message);
+            return;
+        }
+
+        using var _ = tls;
+        using (var timeout = new CancellationTokenSource(_handshakeTimeout))
         {
             try
             {
@@ -64,13 +98,13 @@ public sealed class OpenSslTlsMiddleware(TimeSpan handshakeTimeout, ILogger<Open
             }
             catch (OperationCanceledException) when (timeout.IsCancellationRequested)
             {
-                OpenSslTlsLog.HandshakeTimedOut(logger, connection.ConnectionId);
+                OpenSslTlsLog.HandshakeTimedOut(_logger, connection.ConnectionId);
                 connection.Abort();
                 return;
             }
             catch (AuthenticationException ex)
             {
-                OpenSslTlsLog.HandshakeFailed(logger, connection.ConnectionId, ex.Message);
+                OpenSslTlsLog.HandshakeFailed(_logger, connection.ConnectionId, ex.Message);
                 return;
             }
             catch (Exception ex) when (ex is IOException or ConnectionResetException or ConnectionAbortedException)
@@ -108,16 +142,17 @@ public sealed class OpenSslTlsMiddleware(TimeSpan handshakeTimeout, ILogger<Open
         }
     }
 
-    /// <summary>The certificate's kept OpenSSL context, built on its first use; null (logged once) when it cannot be.</summary>
-    private OpenSslServerContext? Context(ServedCertificate certificate)
+    /// <summary>What the engine gives the certificate's connections, made on its first use; null (logged once) when
+    /// OpenSSL refuses it.</summary>
+    private OpenSslCertificate? CertificateFor(ServedCertificate served, OpenSslServerContext context)
     {
-        var context = certificate.GetOpenSslContext(out var failure, out var failedNow);
+        var certificate = served.GetOpenSslCertificate(context, out var failure, out var failedNow);
         if (failedNow)
         {
-            OpenSslTlsLog.ContextFailed(logger, certificate.Id, certificate.Serial, failure ?? "unknown");
+            OpenSslTlsLog.ContextFailed(_logger, served.Id, served.Serial, failure ?? "unknown");
         }
 
-        return context;
+        return certificate;
     }
 
     private sealed class DuplexPipe(PipeReader input, PipeWriter output) : IDuplexPipe
@@ -168,6 +203,9 @@ internal static partial class OpenSslTlsLog
 
     [LoggerMessage(EventId = 5102, Level = LogLevel.Debug, Message = "Connection {ConnectionId}: TLS handshake not finished in time; closed")]
     public static partial void HandshakeTimedOut(ILogger logger, string connectionId);
+
+    [LoggerMessage(EventId = 5104, Level = LogLevel.Error, Message = "The OpenSSL engine could not build its TLS context, so .NET's TLS serves every connection: {Reason}")]
+    public static partial void EngineFailed(ILogger logger, string reason);
 
     [LoggerMessage(EventId = 5103, Level = LogLevel.Error, Message = "Certificate {CertificateId} (serial {Serial}) cannot be served by the OpenSSL engine, so .NET's TLS serves it: {Reason}")]
     public static partial void ContextFailed(ILogger logger, string certificateId, string serial, string reason);
