@@ -321,10 +321,10 @@ public sealed class CertificateCache
     {
         var preparation = certificate.PrepareOnce(_prepare);
         return preparation.IsCompletedSuccessfully
-            ? ValueTask.FromResult(preparation.Result.Leaf is not null)
+            ? ValueTask.FromResult(preparation.Result.PublicLeaf is not null)
             : AwaitAsync(preparation);
 
-        static async ValueTask<bool> AwaitAsync(Task<Preparation> preparation) => (await preparation).Leaf is not null;
+        static async ValueTask<bool> AwaitAsync(Task<Preparation> preparation) => (await preparation).PublicLeaf is not null;
     }
 
     /// <summary>Builds a new table from a snapshot of certificate records and swaps it in. Site certificates whose
