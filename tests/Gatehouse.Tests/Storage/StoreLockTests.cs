@@ -23,9 +23,10 @@ public sealed class StoreLockTests : IAsyncLifetime, IDisposable
     [Fact]
     public async Task KeepAliveFailures_ShorterThanTheTtl_DoNotLoseTheLock()
     {
-        // Three keep-alives in a row are refused (retried every 150 ms: well under the 3 s TTL), then they succeed.
+        // Three keep-alives in a row are refused (retried every 500 ms: well under the 10 s TTL, with seconds to spare
+        // for a loaded machine's late timers), then they succeed.
         var flaky = new FlakyKeepAliveStore(_store) { FailNext = 3 };
-        await using var held = await StoreLock.TryAcquireAsync(flaky, StoreKeys.Lock("flaky"), "me", TimeSpan.FromSeconds(3), TimeProvider.System, default);
+        await using var held = await StoreLock.TryAcquireAsync(flaky, StoreKeys.Lock("flaky"), "me", TimeSpan.FromSeconds(10), TimeProvider.System, default);
         Assert.NotNull(held);
         var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(30);
         while (flaky.Succeeded == 0 && DateTime.UtcNow < deadline)
@@ -53,6 +54,7 @@ public sealed class StoreLockTests : IAsyncLifetime, IDisposable
     /// <summary>The real store, with the next <see cref="FailNext"/> keep-alives refused as "unavailable".</summary>
     private sealed class FlakyKeepAliveStore(IStore inner) : IStore
     {
+        private int _calls;
         private int _failures;
         private int _succeeded;
 
@@ -74,12 +76,12 @@ public sealed class StoreLockTests : IAsyncLifetime, IDisposable
 
         public async ValueTask<bool> KeepAliveAsync(long leaseId, CancellationToken cancellationToken = default)
         {
-            if (Interlocked.Increment(ref _failures) <= FailNext)
+            if (Interlocked.Increment(ref _calls) <= FailNext)
             {
+                Interlocked.Increment(ref _failures);
                 throw new StoreUnavailableException("the store is away (test)");
             }
 
-            Interlocked.Decrement(ref _failures);
             var alive = await inner.KeepAliveAsync(leaseId, cancellationToken);
             Interlocked.Increment(ref _succeeded);
             return alive;
