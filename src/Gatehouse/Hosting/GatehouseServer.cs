@@ -373,6 +373,10 @@ public sealed class GatehouseServer : IAsyncDisposable
             _background.Add(ConfigWatcher.RunAsync(configuration, this, logger, _stopping.Token));
         }
 
+        // Loading the store (every record read and mirrored, the tables built) leaves garbage and a first-generation
+        // budget sized for that burst, which the GC would keep committed while the edge idles. One compacting collection
+        // returns it before the listeners open, so no connection waits for it (tens of milliseconds per 10,000 sites).
+        GC.Collect(GC.MaxGeneration, GCCollectionMode.Aggressive, blocking: true, compacting: true);
         await _app.StartAsync(cancellationToken);
 
         // The admin listener's certificate comes from the manager like every other; start-up is done when it is there.
