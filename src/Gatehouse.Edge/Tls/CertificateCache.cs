@@ -205,12 +205,7 @@ internal sealed class Preparation
                 return _leaf;
             }
 
-            var copy = PrivateKey switch
-            {
-                RSA rsa => PublicLeaf.CopyWithPrivateKey(rsa),
-                ECDsa ecdsa => PublicLeaf.CopyWithPrivateKey(ecdsa),
-                _ => throw new CryptographicException($"unexpected key type {PrivateKey.GetType().Name}"),
-            };
+            var copy = CertificateCache.Attach(PublicLeaf, PrivateKey);
             if (Interlocked.CompareExchange(ref _leaf, copy, null) is not null)
             {
                 copy.Dispose();
@@ -480,17 +475,25 @@ public sealed class CertificateCache
     /// engine can hand to OpenSSL). Throws <see cref="CryptographicException"/> when it is not the leaf's key.</summary>
     private static AsymmetricAlgorithm PrivateKeyOf(X509Certificate2 leaf, ReadOnlySpan<byte> pkcs8)
     {
+        var key = ImportKey(leaf, pkcs8);
+        if (!key.ExportSubjectPublicKeyInfo().AsSpan().SequenceEqual(leaf.PublicKey.ExportSubjectPublicKeyInfo()))
+        {
+            key.Dispose();
+            throw new CryptographicException("its sealed key is not the key of its chain's leaf");
+        }
+
+        return key;
+    }
+
+    /// <summary>A PKCS#8 key of the type the leaf's public key says (RSA or ECDSA), as an OpenSSL key on Linux.</summary>
+    private static AsymmetricAlgorithm ImportKey(X509Certificate2 leaf, ReadOnlySpan<byte> pkcs8)
+    {
         AsymmetricAlgorithm key = leaf.GetKeyAlgorithm() == RsaOid
             ? (OperatingSystem.IsLinux() ? new RSAOpenSsl() : RSA.Create())
             : (OperatingSystem.IsLinux() ? new ECDsaOpenSsl() : ECDsa.Create());
         try
         {
             key.ImportPkcs8PrivateKey(pkcs8, out _);
-            if (!key.ExportSubjectPublicKeyInfo().AsSpan().SequenceEqual(leaf.PublicKey.ExportSubjectPublicKeyInfo()))
-            {
-                throw new CryptographicException("its sealed key is not the key of its chain's leaf");
-            }
-
             return key;
         }
         catch
@@ -499,6 +502,15 @@ public sealed class CertificateCache
             throw;
         }
     }
+
+    /// <summary>A copy of <paramref name="leaf"/> with <paramref name="key"/> attached; throws when it is not the
+    /// leaf's key.</summary>
+    internal static X509Certificate2 Attach(X509Certificate2 leaf, AsymmetricAlgorithm key) => key switch
+    {
+        RSA rsa => leaf.CopyWithPrivateKey(rsa),
+        ECDsa ecdsa => leaf.CopyWithPrivateKey(ecdsa),
+        _ => throw new CryptographicException($"unexpected key type {key.GetType().Name}"),
+    };
 
     /// <summary>The .NET TLS options of a prepared certificate (its chain built offline into the context), for
     /// SslStream: sites with client certificates, the admin listener, the <c>dotnet</c> engine.</summary>
@@ -517,16 +529,8 @@ public sealed class CertificateCache
     /// <summary>The leaf with its PKCS#8 key attached: ECDSA or RSA, as the leaf's public key says.</summary>
     internal static X509Certificate2 WithPrivateKey(X509Certificate2 leaf, ReadOnlySpan<byte> pkcs8)
     {
-        if (leaf.GetKeyAlgorithm() == RsaOid)
-        {
-            using var rsa = RSA.Create();
-            rsa.ImportPkcs8PrivateKey(pkcs8, out _);
-            return leaf.CopyWithPrivateKey(rsa);
-        }
-
-        using var ecdsa = ECDsa.Create();
-        ecdsa.ImportPkcs8PrivateKey(pkcs8, out _);
-        return leaf.CopyWithPrivateKey(ecdsa);
+        using var key = ImportKey(leaf, pkcs8);
+        return Attach(leaf, key);
     }
 
     private const string RsaOid = "1.2.840.113549.1.1.1";
