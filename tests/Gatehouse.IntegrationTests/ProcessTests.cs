@@ -61,6 +61,9 @@ public sealed class ProcessTests : IAsyncLifetime
         {
             var root = Path.Combine(DataDirectory, "local-ca-root.pem");
             await WaitUntilServedAsync("localhost");
+            // The default (edge:socketCompletions inline): `serve` asks the runtime before its first socket, and the
+            // probe at start-up found completions running on the I/O threads.
+            Assert.Contains(ServerOutput, line => line.Contains("Socket completions run inline", StringComparison.Ordinal));
             var page = await RunToolAsync("curl", ["-sS", "--cacert", root, $"https://localhost:{_https}/"]);
             Assert.Contains("Gatehouse is serving this site over HTTPS", page.StandardOutput, StringComparison.Ordinal);
             Assert.Contains("X-Forwarded-Proto: https", page.StandardOutput, StringComparison.Ordinal);
@@ -215,6 +218,7 @@ public sealed class ProcessTests : IAsyncLifetime
             start.ArgumentList.Add(arg);
         }
 
+        start.Environment.Remove(Gatehouse.Edge.SocketCompletions.Variable); // what `serve` chooses, not this test run's
         foreach (var (key, value) in environment ?? [])
         {
             start.Environment[key] = value;

@@ -96,6 +96,7 @@ public sealed class CertificateManager : BackgroundService
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
+        await ControlPlane.Enter(); // issuing, sealing, key generation: on the thread pool, never on an I/O thread
         await Task.WhenAll(_sites.Loaded, _certificates.Loaded, _options.ListenersReady).WaitAsync(stoppingToken);
         lock (_gate)
         {

@@ -39,6 +39,7 @@ public sealed partial class KeyMaintenance(IStore store, KeyRing ring, EnvelopeC
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
+        await ControlPlane.Enter(); // issuing, sealing, key generation: on the thread pool, never on an I/O thread
         if (options.RotationPeriod <= TimeSpan.Zero)
         {
             return;

@@ -136,7 +136,7 @@ public sealed class ServedCertificate
 
     /// <summary>Runs <paramref name="prepare"/> once for this certificate, however many callers ask at the same time;
     /// later callers get the first one's result.</summary>
-    internal Task<Preparation> PrepareOnce(Func<ServedCertificate, Preparation> prepare)
+    internal Task<Preparation> PrepareOnce(Func<ServedCertificate, Preparation> prepare, bool offIoThreads = false)
     {
         if (Volatile.Read(ref _preparation) is { } existing)
         {
@@ -149,6 +149,20 @@ public sealed class ServedCertificate
             return winner;
         }
 
+        if (offIoThreads && !Thread.CurrentThread.IsThreadPoolThread)
+        {
+            // A connection's first handshake, on a runtime I/O thread (inline socket completions): the chain is parsed
+            // and the key opened on the pool (milliseconds, more with an HSM), so the thread's other connections go on.
+            ThreadPool.UnsafeQueueUserWorkItem(static state => state.Certificate.Complete(state.Published, state.Prepare, rethrow: false), (Certificate: this, Published: published, Prepare: prepare), preferLocal: false);
+            return published.Task;
+        }
+
+        Complete(published, prepare, rethrow: true);
+        return published.Task;
+    }
+
+    private void Complete(TaskCompletionSource<Preparation> published, Func<ServedCertificate, Preparation> prepare, bool rethrow)
+    {
         try
         {
             published.SetResult(prepare(this));
@@ -156,10 +170,11 @@ public sealed class ServedCertificate
         catch (Exception ex)
         {
             published.SetException(ex); // waiters must not wait forever
-            throw;
+            if (rethrow)
+            {
+                throw;
+            }
         }
-
-        return published.Task;
     }
 }
 
@@ -314,7 +329,7 @@ public sealed class CertificateCache
     /// </summary>
     public ValueTask<bool> PrepareAsync(ServedCertificate certificate)
     {
-        var preparation = certificate.PrepareOnce(_prepare);
+        var preparation = certificate.PrepareOnce(_prepare, offIoThreads: true);
         return preparation.IsCompletedSuccessfully
             ? ValueTask.FromResult(preparation.Result.PublicLeaf is not null)
             : AwaitAsync(preparation);

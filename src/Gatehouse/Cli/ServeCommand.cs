@@ -30,6 +30,12 @@ internal static class ServeCommand
                 return CommandLine.UsageError;
             }
 
+            if (options.Edge.SocketCompletions == EdgeSocketCompletions.Inline)
+            {
+                // Before anything in this process opens a socket: the runtime reads its switch once.
+                Gatehouse.Edge.SocketCompletions.RequestInline();
+            }
+
             GatehouseServer server;
             try
             {

@@ -27,7 +27,7 @@ public sealed class GatehouseConfiguration
     private static readonly string[] SoftwareProviderKeys = ["type", "file"];
     private static readonly string[] PassphraseProviderKeys = ["type", "passphraseEnv", "passphraseFile"];
     private static readonly string[] Pkcs11ProviderKeys = ["type", "library", "token", "label", "pinEnv", "pinFile"];
-    private static readonly string[] EdgeKeys = ["address", "httpsPort", "httpPort", "publicHttpsPort", "handshakeTimeout", "passthroughIdleTimeout", "defaultSite", "tlsEngine"];
+    private static readonly string[] EdgeKeys = ["address", "httpsPort", "httpPort", "publicHttpsPort", "handshakeTimeout", "passthroughIdleTimeout", "defaultSite", "tlsEngine", "socketCompletions"];
     private static readonly string[] AdminKeys = ["address", "port"];
     private static readonly string[] LocalCaKeys = ["leafLifetime"];
     private static readonly string[] WelcomeKeys = ["port"];
@@ -138,6 +138,7 @@ public sealed class GatehouseConfiguration
                     PassthroughIdleTimeout = Span("edge:passthroughIdleTimeout", TimeSpan.FromHours(1), TimeSpan.FromSeconds(1), TimeSpan.FromDays(7)),
                     DefaultSite = DefaultSite("edge:defaultSite"),
                     TlsEngine = TlsEngine("edge:tlsEngine"),
+                    SocketCompletions = SocketCompletions("edge:socketCompletions"),
                 },
                 Admin = new AdminOptions
                 {
@@ -775,6 +776,21 @@ public sealed class GatehouseConfiguration
                 default:
                     Error(key, $"'{root[key]}' is not a TLS engine: use openssl or dotnet");
                     return EdgeTlsEngine.OpenSsl;
+            }
+        }
+
+        /// <summary>Where socket completions run: <c>inline</c> on the I/O threads (default) or on the thread <c>pool</c>.</summary>
+        private EdgeSocketCompletions SocketCompletions(string key)
+        {
+            switch (root[key]?.Trim().ToLowerInvariant())
+            {
+                case null or "" or "inline":
+                    return EdgeSocketCompletions.Inline;
+                case "pool":
+                    return EdgeSocketCompletions.Pool;
+                default:
+                    Error(key, $"'{root[key]}' is not where socket completions run: use inline or pool");
+                    return EdgeSocketCompletions.Inline;
             }
         }
 

@@ -275,6 +275,21 @@ public sealed record EdgeOptions
     /// own OpenSSL engine (default; falls back to .NET's with a warning where OpenSSL 3 cannot be loaded) or .NET's
     /// SslStream. Sites that ask for client certificates and TLS-ALPN-01 challenges always use SslStream.</summary>
     public EdgeTlsEngine TlsEngine { get; init; } = EdgeTlsEngine.OpenSsl;
+
+    /// <summary>Where the runtime runs socket completions (config <c>edge:socketCompletions</c>): inline on its I/O
+    /// threads (default; Gatehouse's own slow work runs in <see cref="ControlPlane"/>) or on the thread pool. Read
+    /// by <c>gatehouse serve</c> before the process first uses a socket; see <see cref="Gatehouse.Edge.SocketCompletions"/>.</summary>
+    public EdgeSocketCompletions SocketCompletions { get; init; } = EdgeSocketCompletions.Inline;
+}
+
+/// <summary>Where socket completions run (see docs/architecture.md, "Threads").</summary>
+public enum EdgeSocketCompletions
+{
+    /// <summary>On the runtime's I/O threads, with Kestrel's inline scheduling: no thread switch per socket event.</summary>
+    Inline,
+
+    /// <summary>Handed to the thread pool (.NET's default).</summary>
+    Pool,
 }
 
 /// <summary>The TLS implementations the edge can terminate with (see docs/edge-modes.md).</summary>

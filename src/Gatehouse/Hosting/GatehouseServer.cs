@@ -2,6 +2,7 @@ using System.Net;
 using Gatehouse.Admin;
 using Gatehouse.Certificates;
 using Gatehouse.Challenges;
+using Gatehouse.Edge;
 using Gatehouse.Edge.Challenges;
 using Gatehouse.Edge.Passthrough;
 using Gatehouse.Edge.Routing;
@@ -58,7 +59,12 @@ public sealed class GatehouseServer : IAsyncDisposable
     /// <param name="configuration">The configuration to re-read when the config file changes; null disables watching.</param>
     /// <param name="configureLogging">Adds logging providers (tests capture logs).</param>
     /// <param name="cancellationToken">Aborts start-up.</param>
-    public static async Task<GatehouseServer> StartAsync(GatehouseOptions options, GatehouseConfiguration? configuration = null, Action<ILoggingBuilder>? configureLogging = null, CancellationToken cancellationToken = default)
+    public static Task<GatehouseServer> StartAsync(GatehouseOptions options, GatehouseConfiguration? configuration = null, Action<ILoggingBuilder>? configureLogging = null, CancellationToken cancellationToken = default) =>
+        // Everything the server starts (mirrors, watchers, the election, start-up itself) continues on the thread
+        // pool, never on a socket's I/O thread; the caller's own synchronization context is left as it was.
+        ControlPlane.Run(() => StartInControlPlaneAsync(options, configuration, configureLogging, cancellationToken));
+
+    private static async Task<GatehouseServer> StartInControlPlaneAsync(GatehouseOptions options, GatehouseConfiguration? configuration, Action<ILoggingBuilder>? configureLogging, CancellationToken cancellationToken)
     {
         Directory.CreateDirectory(options.DataDirectory, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
 
@@ -238,6 +244,13 @@ public sealed class GatehouseServer : IAsyncDisposable
         services.Configure<KeyManagementOptions>(o => o.XmlRepository = new InMemoryXmlRepository());
         services.AddRouting();
 
+        if (SocketCompletions.RunInline)
+        {
+            // The runtime completes socket operations on its I/O threads (edge:socketCompletions, set by `serve`
+            // before any socket exists); Kestrel then runs each connection there too instead of queueing it again.
+            builder.WebHost.UseSockets(o => o.UnsafePreferInlineScheduling = true);
+        }
+
         builder.WebHost.ConfigureKestrel(kestrel =>
         {
             kestrel.AddServerHeader = false;
@@ -347,6 +360,11 @@ public sealed class GatehouseServer : IAsyncDisposable
 
         _app.MapWhen(c => Role(c) == ListenerRole.Admin, branch =>
         {
+            branch.Use(async (context, next) =>
+            {
+                await ControlPlane.Enter(); // sealing, key generation, store writes: never on an I/O thread
+                await next(context);
+            });
             branch.Use((context, next) => AdminApi.GuardAsync(context, next, token));
             branch.UseRouting();
             branch.UseEndpoints(endpoints => AdminApi.Map(endpoints, admin));
@@ -405,6 +423,15 @@ public sealed class GatehouseServer : IAsyncDisposable
             HostingLog.TlsEngine(logger, Options.Edge.TlsEngine == EdgeTlsEngine.OpenSsl
                 ? $"{OpenSslTlsMiddleware.Version}, one context for every certificate (sites that ask for client certificates: .NET's SslStream)"
                 : ".NET's SslStream");
+        }
+
+        if (SocketCompletions.RunInline)
+        {
+            HostingLog.SocketCompletions(logger, "inline, on the runtime's I/O threads");
+        }
+        else
+        {
+            HostingLog.SocketCompletions(logger, $"on the thread pool ({(Options.Edge.SocketCompletions == EdgeSocketCompletions.Pool ? "edge:socketCompletions pool" : SocketCompletions.Outcome ?? "not requested in this process")})");
         }
 
         HostingLog.Started(logger, Options.Edge.Address.ToString(), Options.Edge.HttpsPort, Options.Edge.HttpPort, Options.Admin.Port, Options.DataDirectory);
@@ -535,6 +562,9 @@ internal static partial class HostingLog
 
     [LoggerMessage(EventId = 6013, Level = LogLevel.Information, Message = "The edge terminates TLS with {Engine}")]
     public static partial void TlsEngine(ILogger logger, string engine);
+
+    [LoggerMessage(EventId = 6014, Level = LogLevel.Information, Message = "Socket completions run {Where}")]
+    public static partial void SocketCompletions(ILogger logger, string where);
 
     [LoggerMessage(EventId = 6002, Level = LogLevel.Error, Message = "{File}: {Path}: {Message}; this site is not applied")]
     public static partial void ConfigSiteRejected(ILogger logger, string file, string path, string message);

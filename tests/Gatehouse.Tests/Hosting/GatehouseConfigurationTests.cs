@@ -134,6 +134,28 @@ public sealed class GatehouseConfigurationTests : IDisposable
     }
 
     [Theory]
+    [InlineData(null, EdgeSocketCompletions.Inline, null)]
+    [InlineData("pool", EdgeSocketCompletions.Pool, null)]
+    [InlineData("Inline", EdgeSocketCompletions.Inline, null)]
+    [InlineData("epoll", null, "edge:socketCompletions: 'epoll' is not where socket completions run: use inline or pool")]
+    public void Load_SocketCompletions_ParsesOrNamesTheKey(string? value, EdgeSocketCompletions? expected, string? error)
+    {
+        var path = Write(value is null ? "edge: {httpsPort: 8443}\n" : $"edge: {{socketCompletions: {value}}}\n");
+        var errors = new List<string>();
+        var options = new GatehouseConfiguration(path, [], new Dictionary<string, string?>()).Load(errors);
+        if (error is null)
+        {
+            Assert.Empty(errors);
+            Assert.Equal(expected, options!.Edge.SocketCompletions);
+        }
+        else
+        {
+            Assert.Null(options);
+            Assert.Equal(["gatehouse.yaml: " + error], errors);
+        }
+    }
+
+    [Theory]
     [InlineData("App.Example.COM", "app.example.com", null)]
     [InlineData("'*.example.com'", null, "edge:defaultSite: '*.example.com' is a wildcard")]
     [InlineData("bad_name!", null, "edge:defaultSite: ")]
@@ -218,7 +240,7 @@ public sealed class GatehouseConfigurationTests : IDisposable
         Assert.NotNull(new GatehouseConfiguration(Write("edge: {httpsPort: 8443}\n"), [], environment).Load(errors));
         Assert.Empty(errors);
         Assert.Null(new GatehouseConfiguration(Write("edge: {httpsPort: 8443}\n"), ["--edge:foo=1"], environment).Load(errors));
-        Assert.Equal(["command line: edge:foo: unknown key (known: address, httpsPort, httpPort, publicHttpsPort, handshakeTimeout, passthroughIdleTimeout, defaultSite, tlsEngine)"], errors);
+        Assert.Equal(["command line: edge:foo: unknown key (known: address, httpsPort, httpPort, publicHttpsPort, handshakeTimeout, passthroughIdleTimeout, defaultSite, tlsEngine, socketCompletions)"], errors);
     }
 
     [Theory]

@@ -29,6 +29,8 @@ internal sealed class OpenSslServerStream : Stream
     private readonly nint _writeBio;
     private nint _handle;
     private bool _readCompleted;
+    private int _flushQueued;
+    private bool _transportReleased;
 
     /// <summary>A connection of <paramref name="context"/> that presents <paramref name="certificate"/>. Throws
     /// <see cref="AuthenticationException"/> with OpenSSL's reason when the connection cannot be set up.</summary>
@@ -250,12 +252,57 @@ internal sealed class OpenSslServerStream : Stream
         }
     }
 
-    public override async Task FlushAsync(CancellationToken cancellationToken)
+    /// <summary>
+    /// When set, <see cref="FlushAsync"/> queues the transport flush to the thread pool and returns at once, and the
+    /// flushes that arrive before it runs go out together. The edge sets this for HTTP/2 when socket completions run
+    /// inline: there every flush would otherwise be its own <c>send</c> (one per response of the connection's streams),
+    /// where Kestrel's own I/O queue batches them when completions run on the pool. What a write leaves unflushed is
+    /// bounded as always (a write flushes, and waits, from 64 KiB on), and <see cref="ShutdownAsync"/> flushes the rest.
+    /// </summary>
+    public bool CoalesceFlushes { get; set; }
+
+    public override Task FlushAsync(CancellationToken cancellationToken)
+    {
+        if (CoalesceFlushes)
+        {
+            if (Interlocked.Exchange(ref _flushQueued, 1) == 0)
+            {
+                ThreadPool.UnsafeQueueUserWorkItem(static stream => _ = stream.FlushQueuedAsync(), this, preferLocal: false);
+            }
+
+            return Task.CompletedTask;
+        }
+
+        return FlushNowAsync(cancellationToken);
+    }
+
+    private async Task FlushNowAsync(CancellationToken cancellationToken)
     {
         await _writeGate.WaitAsync(cancellationToken);
         try
         {
             await FlushTransportAsync(cancellationToken);
+        }
+        finally
+        {
+            _writeGate.Release();
+        }
+    }
+
+    private async Task FlushQueuedAsync()
+    {
+        Volatile.Write(ref _flushQueued, 0); // a flush asked for from here on queues another
+        await _writeGate.WaitAsync();
+        try
+        {
+            if (!_transportReleased && _transport.Output.UnflushedBytes > 0)
+            {
+                await FlushTransportAsync(CancellationToken.None);
+            }
+        }
+        catch (Exception ex) when (ex is IOException or InvalidOperationException or ObjectDisposedException or OperationCanceledException)
+        {
+            // The client is gone; the connection's own reads and writes fail and end it.
         }
         finally
         {
@@ -278,13 +325,23 @@ internal sealed class OpenSslServerStream : Stream
             LibSsl.ERR_clear_error();
         }
 
+        await _writeGate.WaitAsync();
         try
         {
-            await SendPendingAsync(flush: true, CancellationToken.None);
+            MoveCiphertext();
+            if (_transport.Output.UnflushedBytes > 0)
+            {
+                await FlushTransportAsync(CancellationToken.None);
+            }
         }
         catch (Exception ex) when (ex is IOException or InvalidOperationException or ObjectDisposedException)
         {
             // The transport is closed already.
+        }
+        finally
+        {
+            _transportReleased = true; // the caller hands the transport back to Kestrel: a queued flush leaves it alone
+            _writeGate.Release();
         }
     }
 

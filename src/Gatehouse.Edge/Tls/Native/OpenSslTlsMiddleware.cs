@@ -113,6 +113,9 @@ public sealed class OpenSslTlsMiddleware
             }
         }
 
+        // HTTP/2 answers many streams over one connection; with inline socket completions their flushes are batched
+        // here, as Kestrel's I/O queue batches them otherwise (see OpenSslServerStream.CoalesceFlushes).
+        tls.CoalesceFlushes = SocketCompletions.RunInline && tls.ApplicationProtocol.Span.SequenceEqual("h2"u8);
         var tlsFeatures = new TlsFeatures(tls);
         connection.Features.Set<ITlsConnectionFeature>(tlsFeatures);
         connection.Features.Set<ITlsHandshakeFeature>(tlsFeatures);
