@@ -4,7 +4,7 @@ using System.Net.Sockets;
 namespace Gatehouse.Edge;
 
 /// <summary>
-/// Where the runtime runs socket completions: on its I/O threads, inline (<c>edge:inlineIo</c>, the default), or
+/// Where the runtime runs socket completions: on its I/O threads, inline (<c>edge:socketCompletions</c>, the default), or
 /// handed to the thread pool (.NET's default).
 /// <para>
 /// Handing every readable socket from the thread that polls it to a pool worker costs two thread switches per proxied
