@@ -765,33 +765,33 @@ public sealed class GatehouseConfiguration
         }
 
         /// <summary>Which TLS implementation terminates the edge's connections: <c>openssl</c> (default) or <c>dotnet</c>.</summary>
-        private EdgeTlsEngine TlsEngine(string key)
-        {
-            switch (root[key]?.Trim().ToLowerInvariant())
-            {
-                case null or "" or "openssl":
-                    return EdgeTlsEngine.OpenSsl;
-                case "dotnet":
-                    return EdgeTlsEngine.DotNet;
-                default:
-                    Error(key, $"'{root[key]}' is not a TLS engine: use openssl or dotnet");
-                    return EdgeTlsEngine.OpenSsl;
-            }
-        }
+        private EdgeTlsEngine TlsEngine(string key) =>
+            Choice(key, "a TLS engine", ("openssl", EdgeTlsEngine.OpenSsl), ("dotnet", EdgeTlsEngine.DotNet));
 
         /// <summary>Where socket completions run: <c>inline</c> on the I/O threads (default) or on the thread <c>pool</c>.</summary>
-        private EdgeSocketCompletions SocketCompletions(string key)
+        private EdgeSocketCompletions SocketCompletions(string key) =>
+            Choice(key, "where socket completions run", ("inline", EdgeSocketCompletions.Inline), ("pool", EdgeSocketCompletions.Pool));
+
+        /// <summary>One of a few named values, case-insensitive; the first is the default when the key is not set, and
+        /// stands in after an error that names the key, the value and the choices.</summary>
+        private T Choice<T>(string key, string what, params (string Name, T Value)[] choices)
         {
-            switch (root[key]?.Trim().ToLowerInvariant())
+            var text = root[key]?.Trim();
+            if (string.IsNullOrEmpty(text))
             {
-                case null or "" or "inline":
-                    return EdgeSocketCompletions.Inline;
-                case "pool":
-                    return EdgeSocketCompletions.Pool;
-                default:
-                    Error(key, $"'{root[key]}' is not where socket completions run: use inline or pool");
-                    return EdgeSocketCompletions.Inline;
+                return choices[0].Value;
             }
+
+            foreach (var (name, value) in choices)
+            {
+                if (string.Equals(name, text, StringComparison.OrdinalIgnoreCase))
+                {
+                    return value;
+                }
+            }
+
+            Error(key, $"'{root[key]}' is not {what}: use {string.Join(" or ", choices.Select(c => c.Name))}");
+            return choices[0].Value;
         }
 
         /// <summary>A host name to serve clients that send no SNI; any site may claim it later, so it is not looked up.</summary>
