@@ -4,8 +4,8 @@ using System.Net.Sockets;
 namespace Gatehouse.Edge;
 
 /// <summary>
-/// Where the runtime runs socket completions: on its I/O threads, inline (<c>edge:socketCompletions</c>, the default), or
-/// handed to the thread pool (.NET's default).
+/// Where the runtime runs socket completions: on its I/O threads, inline (<c>edge:socketCompletions: inline</c>), or
+/// handed to the thread pool (.NET's and Gatehouse's default).
 /// <para>
 /// Handing every readable socket from the thread that polls it to a pool worker costs two thread switches per proxied
 /// request (the client's socket, then the backend's); on one core that was about a third of Gatehouse's time per

@@ -768,9 +768,9 @@ public sealed class GatehouseConfiguration
         private EdgeTlsEngine TlsEngine(string key) =>
             Choice(key, "a TLS engine", ("openssl", EdgeTlsEngine.OpenSsl), ("dotnet", EdgeTlsEngine.DotNet));
 
-        /// <summary>Where socket completions run: <c>inline</c> on the I/O threads (default) or on the thread <c>pool</c>.</summary>
+        /// <summary>Where socket completions run: on the thread <c>pool</c> (default) or <c>inline</c> on the I/O threads.</summary>
         private EdgeSocketCompletions SocketCompletions(string key) =>
-            Choice(key, "where socket completions run", ("inline", EdgeSocketCompletions.Inline), ("pool", EdgeSocketCompletions.Pool));
+            Choice(key, "where socket completions run", ("pool", EdgeSocketCompletions.Pool), ("inline", EdgeSocketCompletions.Inline));
 
         /// <summary>One of a few named values, case-insensitive; the first is the default when the key is not set, and
         /// stands in after an error that names the key, the value and the choices.</summary>

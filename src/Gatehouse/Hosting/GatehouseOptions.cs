@@ -276,10 +276,11 @@ public sealed record EdgeOptions
     /// SslStream. Sites that ask for client certificates and TLS-ALPN-01 challenges always use SslStream.</summary>
     public EdgeTlsEngine TlsEngine { get; init; } = EdgeTlsEngine.OpenSsl;
 
-    /// <summary>Where the runtime runs socket completions (config <c>edge:socketCompletions</c>): inline on its I/O
-    /// threads (default; Gatehouse's own slow work runs in <see cref="ControlPlane"/>) or on the thread pool. Read
-    /// by <c>gatehouse serve</c> before the process first uses a socket; see <see cref="Gatehouse.Edge.SocketCompletions"/>.</summary>
-    public EdgeSocketCompletions SocketCompletions { get; init; } = EdgeSocketCompletions.Inline;
+    /// <summary>Where the runtime runs socket completions (config <c>edge:socketCompletions</c>): on the thread pool
+    /// (default) or inline on its I/O threads (faster; Gatehouse's own slow work then still runs in
+    /// <see cref="ControlPlane"/>; not the default yet, see docs/edge-modes.md "Socket completions inline"). Read by
+    /// <c>gatehouse serve</c> before the process first uses a socket; see <see cref="Gatehouse.Edge.SocketCompletions"/>.</summary>
+    public EdgeSocketCompletions SocketCompletions { get; init; } = EdgeSocketCompletions.Pool;
 }
 
 /// <summary>Where socket completions run (see docs/architecture.md, "Threads").</summary>

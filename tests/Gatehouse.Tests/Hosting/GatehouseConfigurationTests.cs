@@ -116,10 +116,10 @@ public sealed class GatehouseConfigurationTests : IDisposable
     [InlineData("tlsEngine", "dotnet", "DotNet", null)]
     [InlineData("tlsEngine", "OpenSSL", "OpenSsl", null)]
     [InlineData("tlsEngine", "schannel", null, "edge:tlsEngine: 'schannel' is not a TLS engine: use openssl or dotnet")]
-    [InlineData("socketCompletions", null, "Inline", null)]
+    [InlineData("socketCompletions", null, "Pool", null)]
     [InlineData("socketCompletions", "pool", "Pool", null)]
     [InlineData("socketCompletions", "Inline", "Inline", null)]
-    [InlineData("socketCompletions", "epoll", null, "edge:socketCompletions: 'epoll' is not where socket completions run: use inline or pool")]
+    [InlineData("socketCompletions", "epoll", null, "edge:socketCompletions: 'epoll' is not where socket completions run: use pool or inline")]
     public void Load_EdgeChoice_ParsesOrNamesTheKey(string key, string? value, string? expected, string? error)
     {
         var path = Write(value is null ? "edge: {httpsPort: 8443}\n" : $"edge: {{{key}: {value}}}\n");
