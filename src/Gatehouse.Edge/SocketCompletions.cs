@@ -20,6 +20,9 @@ public static class SocketCompletions
     /// <summary>The runtime's switch (System.Net.Sockets, Unix): "1" runs completions on the I/O threads.</summary>
     public const string Variable = "DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS";
 
+    /// <summary>What <see cref="Outcome"/> says when the switch was set here.</summary>
+    public const string Requested = "requested";
+
     private static readonly Lazy<bool> Probe = new(ProbeInline, LazyThreadSafetyMode.ExecutionAndPublication);
 
     /// <summary>Asks the runtime for inline completions unless the operator set <see cref="Variable"/> (either way);
@@ -42,7 +45,7 @@ public static class SocketCompletions
         }
 
         Environment.SetEnvironmentVariable(Variable, "1");
-        return "requested";
+        return Requested;
     }
 
     /// <summary>Whether socket completions in this process run on the I/O threads, found by receiving one byte over

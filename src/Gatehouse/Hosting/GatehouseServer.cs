@@ -431,7 +431,11 @@ public sealed class GatehouseServer : IAsyncDisposable
         }
         else
         {
-            HostingLog.SocketCompletions(logger, $"on the thread pool ({(Options.Edge.SocketCompletions == EdgeSocketCompletions.Pool ? "edge:socketCompletions pool" : SocketCompletions.Outcome ?? "not requested in this process")})");
+            var why = Options.Edge.SocketCompletions == EdgeSocketCompletions.Pool ? "edge:socketCompletions pool"
+                : SocketCompletions.Outcome is not { } outcome ? "edge:socketCompletions inline is applied by `gatehouse serve`, before its first socket"
+                : outcome == SocketCompletions.Requested ? "edge:socketCompletions inline came after this process had used a socket"
+                : outcome;
+            HostingLog.SocketCompletions(logger, $"on the thread pool ({why})");
         }
 
         HostingLog.Started(logger, Options.Edge.Address.ToString(), Options.Edge.HttpsPort, Options.Edge.HttpPort, Options.Admin.Port, Options.DataDirectory);

@@ -325,23 +325,14 @@ internal sealed class OpenSslServerStream : Stream
             LibSsl.ERR_clear_error();
         }
 
-        await _writeGate.WaitAsync();
         try
         {
-            MoveCiphertext();
-            if (_transport.Output.UnflushedBytes > 0)
-            {
-                await FlushTransportAsync(CancellationToken.None);
-            }
+            // The caller hands the transport back to Kestrel next: a flush still queued leaves it alone.
+            await SendPendingAsync(flush: true, CancellationToken.None, releaseTransport: true);
         }
         catch (Exception ex) when (ex is IOException or InvalidOperationException or ObjectDisposedException)
         {
             // The transport is closed already.
-        }
-        finally
-        {
-            _transportReleased = true; // the caller hands the transport back to Kestrel: a queued flush leaves it alone
-            _writeGate.Release();
         }
     }
 
@@ -435,7 +426,7 @@ internal sealed class OpenSslServerStream : Stream
         }
     }
 
-    private async ValueTask SendPendingAsync(bool flush, CancellationToken cancellationToken)
+    private async ValueTask SendPendingAsync(bool flush, CancellationToken cancellationToken, bool releaseTransport = false)
     {
         await _writeGate.WaitAsync(cancellationToken);
         try
@@ -448,6 +439,7 @@ internal sealed class OpenSslServerStream : Stream
         }
         finally
         {
+            _transportReleased |= releaseTransport; // under the gate, which a queued flush takes too
             _writeGate.Release();
         }
     }

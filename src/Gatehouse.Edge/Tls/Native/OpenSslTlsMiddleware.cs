@@ -23,6 +23,7 @@ namespace Gatehouse.Edge.Tls.Native;
 public sealed class OpenSslTlsMiddleware
 {
     private readonly TimeSpan _handshakeTimeout;
+    private readonly bool _inline = SocketCompletions.RunInline; // found once, at start-up
     private readonly ILogger<OpenSslTlsMiddleware> _logger;
 
     /// <summary>The one OpenSSL context every connection terminated here runs on; null when it could not be built
@@ -115,7 +116,7 @@ public sealed class OpenSslTlsMiddleware
 
         // HTTP/2 answers many streams over one connection; with inline socket completions their flushes are batched
         // here, as Kestrel's I/O queue batches them otherwise (see OpenSslServerStream.CoalesceFlushes).
-        tls.CoalesceFlushes = SocketCompletions.RunInline && tls.ApplicationProtocol.Span.SequenceEqual("h2"u8);
+        tls.CoalesceFlushes = _inline && tls.ApplicationProtocol.Span.SequenceEqual("h2"u8);
         var tlsFeatures = new TlsFeatures(tls);
         connection.Features.Set<ITlsConnectionFeature>(tlsFeatures);
         connection.Features.Set<ITlsHandshakeFeature>(tlsFeatures);
